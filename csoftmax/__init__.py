@@ -1,0 +1,50 @@
+"""csoftmax: fast, accurate softmax, log-sum-exp and fused softmax cross-entropy.
+
+The work is done by hand-written C row kernels (``src_c/``), dispatched at
+import to the best of baseline / AVX2 / AVX-512 that the CPU supports
+(``CSOFTMAX_ISA=scalar|avx2|avx512`` forces a lower path), and exposed with
+SciPy's signatures (``logsumexp``, ``softmax``, ``log_softmax``) plus a fused
+cross-entropy loss + gradient (``cross_entropy``, ``cross_entropy_with_grad``).
+``csoftmax.reference`` holds the pure-NumPy float64 definitions the tests
+compare against.
+"""
+from ._version import __version__
+from ._api import (
+    cross_entropy,
+    cross_entropy_with_grad,
+    log_softmax,
+    logsumexp,
+    softmax,
+)
+from . import _core
+
+__all__ = [
+    "__version__",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "cross_entropy_with_grad",
+    "show_config",
+]
+
+
+def show_config(print_it: bool = False) -> dict:
+    """Describe the build and the kernel path in use.
+
+    Returns a dict with ``version``, ``isa`` (active path: "scalar", "avx2"
+    or "avx512"), ``available`` (paths this CPU and build can run),
+    ``openmp`` (built with OpenMP) and ``max_threads``.  With
+    ``print_it=True`` it is also printed.
+    """
+    cfg = {
+        "version": __version__,
+        "isa": _core.isa_active(),
+        "available": _core.isa_available(),
+        "openmp": _core.openmp_enabled(),
+        "max_threads": _core.max_threads(),
+    }
+    if print_it:
+        for k, v in cfg.items():
+            print(f"{k:12s} {v}")
+    return cfg

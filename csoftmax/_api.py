@@ -1,0 +1,606 @@
+"""NumPy-style front end: dtype policy, axes, outputs, aliasing.
+
+Everything NumPy-level is settled here; ``_core`` then only sees aligned,
+native-endian float32/float64 row views ``(n0, n1, c)`` whose strides are
+whole elements, and the C kernels loop over those rows with the GIL released.
+
+Row views.  For a single class axis ``a`` of an array of shape ``S`` the rows
+are the grid ``(prod(S[:a]), prod(S[a+1:]))`` and the view is
+``reshape(n0, c, n1).transpose(0, 2, 1)``: no copy for any C-ordered array and
+for most views, including PyTorch's ``(N, C, d1, ...)`` with ``axis=1``.  For
+several axes (or ``axis=None``) the reduced axes are moved last and merged.
+Only when NumPy cannot express that grouping as a view (or the data is
+misaligned, byte-swapped or of another dtype) is a contiguous copy made.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+from numpy.exceptions import AxisError
+from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
+
+from . import _core
+
+__all__ = [
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "cross_entropy_with_grad",
+]
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_REDUCTIONS = ("none", "sum", "mean")
+
+
+# --------------------------------------------------------------------------- dtypes
+
+def _dtypes(dt: np.dtype, what: str, allow_bool: bool = True) -> tuple[np.dtype, np.dtype]:
+    """(compute dtype, result dtype) for an input dtype.
+
+    float32 and float64 are kept; float16 is computed in float32 and returned
+    as float16; integers (and bool, as SciPy does) become float64; longdouble
+    is computed in float64 and returned as longdouble.  Anything else raises.
+    """
+    if dt == _F32 or dt == _F64:
+        return dt, dt
+    kind = dt.kind
+    if kind == "f":
+        if dt.itemsize <= 4:
+            return _F32, dt
+        return _F64, dt
+    if kind in "iu" or (kind == "b" and allow_bool):
+        return _F64, _F64
+    if kind == "c":
+        raise TypeError(f"{what}: complex input is not supported (got {dt})")
+    raise TypeError(f"{what}: expected a real floating or integer array, got dtype {dt}")
+
+
+def _native(a: np.ndarray, cdt: np.dtype) -> np.ndarray:
+    """`a` as an aligned, native-endian array of dtype `cdt` (a view when possible)."""
+    if a.dtype != cdt:
+        return a.astype(cdt)
+    if not a.flags.aligned:
+        return a.copy()
+    return a
+
+
+# --------------------------------------------------------------------------- row views
+
+def _rows3(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray | None:
+    """The (n0, n1, c) row view of `a` for class axes `axes`, or None if a copy is needed."""
+    shape = a.shape
+    try:
+        if len(axes) == 1:
+            ax = axes[0]
+            n0 = math.prod(shape[:ax])
+            n1 = math.prod(shape[ax + 1:])
+            v = np.reshape(a, (n0, shape[ax], n1), copy=False)
+            v = v.transpose(0, 2, 1)
+        else:
+            k = len(axes)
+            moved = np.moveaxis(a, axes, tuple(range(a.ndim - k, a.ndim)))
+            nb = math.prod(moved.shape[: a.ndim - k])
+            c = math.prod(moved.shape[a.ndim - k:])
+            v = np.reshape(moved, (nb, 1, c), copy=False)
+    except ValueError:
+        return None
+    item = a.itemsize
+    if any(s % item for s in v.strides):
+        return None
+    return v
+
+
+def _rows3_in(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Row view of an input; copies to C order when no view exists."""
+    v = _rows3(a, axes)
+    if v is None:
+        v = _rows3(np.ascontiguousarray(a), axes)
+    return v
+
+
+def _rows2(a: np.ndarray, n0: int, n1: int) -> np.ndarray | None:
+    """(n0, n1) view of a per-row array (shape = batch shape), or None."""
+    try:
+        v = np.reshape(a, (n0, n1), copy=False)
+    except ValueError:
+        return None
+    if any(s % a.itemsize for s in v.strides):
+        return None
+    return v
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """True if a and b are exactly the same memory, element for element."""
+    return (
+        a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+
+
+def _axes(axis, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, tuple):
+        return tuple(sorted(normalize_axis_tuple(axis, ndim)))
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        return tuple(sorted(normalize_axis_tuple(tuple(axis), ndim)))
+    return (normalize_axis_index(ax, ndim),)
+
+
+def _check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {out.shape}, expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise ValueError(f"{name} has dtype {out.dtype}, expected {dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def _direct_target(out: np.ndarray, cdt: np.dtype, axes, src: np.ndarray | None):
+    """Row view of `out` the kernel may write directly, or None (use a temporary).
+
+    Direct writing needs the compute dtype, alignment, a row view, and no
+    partial overlap with the source (exact aliasing is fine: kernels are
+    written for in-place use).
+    """
+    if out.dtype != cdt or not out.flags.aligned or out.dtype.byteorder not in "=|":
+        return None
+    if src is not None and np.shares_memory(out, src) and not _same_view(out, src):
+        return None
+    return _rows3(out, axes)
+
+
+# --------------------------------------------------------------------------- logsumexp
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None):
+    """Compute the log of the sum of exponentials of input elements.
+
+    A drop-in replacement for :func:`scipy.special.logsumexp` for real input:
+    same signature, defaults and results, computed by C kernels in one read
+    pass over the data.
+
+    Parameters
+    ----------
+    a : array_like
+        Input array (real; integer input is computed in float64, float16 in
+        float32 and returned as float16).
+    axis : None or int or tuple of ints, optional
+        Axis or axes over which the sum is taken.  By default all elements.
+    b : array_like, optional
+        Scaling factor for ``exp(a)``, broadcastable to `a`; may be negative.
+        Elements with ``b == 0`` are ignored (even if `a` is inf or NaN there).
+    keepdims : bool, optional
+        Keep the reduced axes as dimensions of size one.
+    return_sign : bool, optional
+        Also return the sign of the sum; otherwise a negative sum gives NaN.
+    out : ndarray, optional
+        Array of the result's shape and dtype to write the result into.
+
+    Returns
+    -------
+    res : ndarray or scalar
+        ``log(sum(b * exp(a)))`` over `axis` (of its absolute value if
+        `return_sign`).  A 0-d result is returned as a NumPy scalar (unless
+        `out` is given).
+    sgn : ndarray or scalar
+        Only if `return_sign`: +1, 0 or -1 (NaN where the result is NaN).
+
+    Notes
+    -----
+    The result is ``M + log1p((n_M - 1) + sum_{x != M} exp(x - M))`` with
+    ``M`` the maximum and ``n_M`` its multiplicity, so ``logsumexp([0, -40])``
+    is ``4.25e-18`` rather than 0.  NaN anywhere gives NaN; +inf gives +inf;
+    all ``-inf`` (or an empty reduction) gives ``-inf``, as in SciPy.
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> float(csoftmax.logsumexp(np.arange(10.0)))
+    9.45862974442671
+    >>> csoftmax.logsumexp([1.0, 2.0], b=[1, -1], return_sign=True)
+    (np.float64(1.541324854612918), np.float64(-1.0))
+    """
+    a = np.asarray(a)
+    if b is not None:
+        b = np.asarray(b)
+        if b.dtype.kind == "c":
+            raise TypeError("logsumexp: complex b is not supported")
+        cdt, rdt = _dtypes(np.result_type(a.dtype, b.dtype), "logsumexp")
+        a, b = np.broadcast_arrays(a, b)
+    else:
+        cdt, rdt = _dtypes(a.dtype, "logsumexp")
+    if a.ndim == 0:
+        a = a.reshape(1)
+        if b is not None:
+            b = b.reshape(1)
+    axes = _axes(axis, a.ndim)
+    batch_shape = tuple(n for i, n in enumerate(a.shape) if i not in axes)
+    res_shape = (tuple(1 if i in axes else n for i, n in enumerate(a.shape))
+                 if keepdims else batch_shape)
+    if out is not None:
+        _check_out(out, res_shape, rdt)
+
+    lse = np.empty(batch_shape, dtype=cdt)
+    sign = np.empty(batch_shape, dtype=cdt) if (return_sign and b is not None) else None
+    c = math.prod(a.shape[i] for i in axes)
+    if lse.size == 0:
+        pass
+    elif c == 0:
+        lse.fill(-np.inf)
+        if sign is not None:
+            sign.fill(-1.0)       # SciPy: sign(-inf)
+    else:
+        x3 = _rows3_in(_native(a, cdt), axes)
+        n0, n1 = x3.shape[0], x3.shape[1]
+        l2 = _rows2(lse, n0, n1)
+        if b is None:
+            _core.logsumexp_rows(x3, l2)
+        else:
+            b3 = _rows3_in(_native(b, cdt), axes)
+            _core.logsumexp_b_rows(x3, b3, l2, None if sign is None else _rows2(sign, n0, n1))
+    if return_sign and b is None:
+        # Without weights the sum is positive unless it is 0 (lse = -inf) or NaN.
+        sign = np.where(lse == -np.inf, -1.0 if c == 0 else 0.0, 1.0).astype(cdt)
+        sign[np.isnan(lse)] = np.nan
+
+    res = lse.reshape(res_shape)
+    if out is not None:
+        np.copyto(out, res, casting="unsafe")
+        res = out
+    elif rdt != cdt:
+        res = res.astype(rdt)
+    elif res.ndim == 0:
+        res = res[()]
+    if not return_sign:
+        return res
+    sign = sign.reshape(res_shape)
+    if rdt != cdt:
+        sign = sign.astype(rdt)
+    if sign.ndim == 0:
+        sign = sign[()]
+    if out is None and isinstance(res, np.ndarray) and res.ndim == 0:
+        res = res[()]
+    return res, sign
+
+
+# --------------------------------------------------------------------------- softmax
+
+def _softmax_impl(x, axis, out, log: bool, name: str):
+    x = np.asarray(x)
+    cdt, rdt = _dtypes(x.dtype, name)
+    zero_d = x.ndim == 0
+    xv = x.reshape(1) if zero_d else x
+    axes = _axes(axis, xv.ndim)
+    if out is not None:
+        _check_out(out, x.shape, rdt)
+    c = math.prod(xv.shape[i] for i in axes)
+
+    xin = _native(xv, cdt)
+    direct = None
+    if out is not None and not zero_d:
+        direct = _direct_target(out, cdt, axes, x)
+    if direct is not None:
+        y = out
+        y3 = direct
+    else:
+        y = np.empty(xv.shape, dtype=cdt)
+        y3 = _rows3(y, axes)
+    if xv.size and c:
+        x3 = _rows3_in(xin, axes)
+        _core.softmax_rows(x3, y3, log)
+
+    if out is not None:
+        if y is not out:
+            np.copyto(out, y.reshape(out.shape), casting="unsafe")
+        return out
+    if rdt != cdt:
+        y = y.astype(rdt)
+    if zero_d:
+        return y.reshape(())[()]
+    return y
+
+
+def softmax(x, axis=None, *, out=None):
+    """Compute the softmax function, ``exp(x) / sum(exp(x))`` along `axis`.
+
+    A drop-in replacement for :func:`scipy.special.softmax` for real input.
+
+    Parameters
+    ----------
+    x : array_like
+        Input array.
+    axis : int or tuple of ints, optional
+        Axis or axes to normalise over; default None: the whole array.
+    out : ndarray, optional
+        Array of `x`'s shape and the result dtype to write into; it may be
+        `x` itself (in place, no temporary).
+
+    Returns
+    -------
+    s : ndarray
+        Same shape as `x`; sums to 1 along `axis`.  A row holding NaN or
+        +inf, or only ``-inf``, becomes NaN (as in SciPy).
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> csoftmax.softmax(np.array([0.0, np.log(3.0)]))
+    array([0.25, 0.75])
+    """
+    return _softmax_impl(x, axis, out, False, "softmax")
+
+
+def log_softmax(x, axis=None, *, out=None):
+    """Compute the logarithm of the softmax function along `axis`.
+
+    A drop-in replacement for :func:`scipy.special.log_softmax` for real
+    input, computed as ``(x - max) - log(sum(exp(x - max)))`` with the log
+    term in the ``log1p`` form, so no precision is lost when one entry
+    dominates.
+
+    Parameters
+    ----------
+    x : array_like
+        Input array.
+    axis : int or tuple of ints, optional
+        Axis or axes to normalise over; default None: the whole array.
+    out : ndarray, optional
+        Array of `x`'s shape and the result dtype; may be `x` itself.
+
+    Returns
+    -------
+    s : ndarray
+        Same shape as `x`.
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> csoftmax.log_softmax(np.array([1000.0, 1.0]))
+    array([   0., -999.])
+    """
+    return _softmax_impl(x, axis, out, True, "log_softmax")
+
+
+# --------------------------------------------------------------------------- cross-entropy
+
+def _prepare_xent(logits, target, axis, reduction, name):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    z = np.asarray(logits)
+    if z.dtype.kind == "b":
+        raise TypeError(f"{name}: boolean logits are not supported")
+    cdt, rdt = _dtypes(z.dtype, name, allow_bool=False)
+    if z.ndim == 0:
+        raise ValueError(f"{name}: logits must have at least one dimension (the class axis)")
+    ax = normalize_axis_index(operator.index(axis), z.ndim)
+    batch_shape = z.shape[:ax] + z.shape[ax + 1:]
+    t = np.asarray(target)
+    kind = t.dtype.kind
+    if kind in "iu":
+        if t.shape != batch_shape:
+            raise ValueError(
+                f"{name}: integer target has shape {t.shape}; expected {batch_shape} "
+                f"(logits shape {z.shape} without the class axis {ax})")
+        soft = False
+    elif kind == "f":
+        if t.shape != z.shape:
+            raise ValueError(
+                f"{name}: probability target has shape {t.shape}; expected the logits' "
+                f"shape {z.shape}")
+        soft = True
+    elif kind == "b":
+        raise TypeError(f"{name}: boolean target; use an integer dtype for class labels")
+    else:
+        raise TypeError(f"{name}: target must be integer labels or float probabilities, "
+                        f"got dtype {t.dtype}")
+    return z, t, ax, batch_shape, cdt, rdt, soft
+
+
+def _labels_int64(t: np.ndarray, c: int) -> np.ndarray:
+    """Labels as native int64, refusing uint64 values that do not fit (no wraparound)."""
+    if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
+        big = t > np.uint64(np.iinfo(np.int64).max)
+        if big.any():
+            pos = np.unravel_index(int(np.argmax(big)), t.shape)
+            raise ValueError(
+                f"target label {int(t[pos])} at index {tuple(int(i) for i in pos)} is out of "
+                f"range for {c} classes (valid labels are 0..{c - 1})")
+    return np.asarray(t, dtype=np.int64)
+
+
+def _run_xent(z, t, ax, batch_shape, cdt, soft, grad3, grad_scale, ignore_index, name):
+    """Call the kernel; returns per-sample losses (float64, batch shape)."""
+    axes = (ax,)
+    c = z.shape[ax]
+    loss = np.zeros(batch_shape, dtype=np.float64)
+    n = loss.size
+    if n == 0:
+        return loss
+    n0 = math.prod(z.shape[:ax])
+    n1 = math.prod(z.shape[ax + 1:])
+    l2 = loss.reshape(n0, n1)
+    if soft:
+        if c == 0:
+            return loss
+        z3 = _rows3_in(_native(z, cdt), axes)
+        tt = _native(t, cdt)
+        if grad3 is not None and np.shares_memory(tt, grad3):
+            tt = tt.copy()
+        t3 = _rows3_in(tt, axes)
+        _core.xent_soft_rows(z3, t3, l2, grad3, grad_scale)
+        return loss
+    lab = _labels_int64(t, c)
+    lab2 = _rows2(lab, n0, n1)
+    if lab2 is None:
+        lab2 = np.ascontiguousarray(lab).reshape(n0, n1)
+    use_ignore = ignore_index is not None
+    ig = int(ignore_index) if use_ignore else 0
+    if c == 0:
+        bad = lab2 != ig if use_ignore else np.ones(lab2.shape, bool)
+        if bad.any():
+            row = int(np.argmax(bad.reshape(-1)))
+            _raise_label(row, int(lab2.reshape(-1)[row]), batch_shape, c)
+        return loss
+    z3 = _rows3_in(_native(z, cdt), axes)
+    try:
+        _core.xent_labels_rows(z3, lab2, l2, grad3, grad_scale, ig, use_ignore)
+    except _core.LabelError as e:
+        _raise_label(e.row, e.value, batch_shape, c)
+    return loss
+
+
+def _raise_label(row, value, batch_shape, c):
+    pos = tuple(int(i) for i in np.unravel_index(row, batch_shape)) if batch_shape else ()
+    raise ValueError(
+        f"target label {value} at index {pos} (sample {row}) is out of range for {c} "
+        f"classes (valid labels are 0..{c - 1})") from None
+
+
+def _reduce(loss: np.ndarray, reduction: str, rdt: np.dtype):
+    if reduction == "none":
+        return loss.astype(rdt)
+    total = float(np.sum(loss))
+    if reduction == "sum":
+        return rdt.type(total)
+    return rdt.type(total / loss.size if loss.size else np.nan)
+
+
+def cross_entropy(logits, target, *, axis=-1, reduction="mean"):
+    """Softmax cross-entropy loss, ``log(sum_k exp z_k) - z_target``.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores; classes along `axis`.  float32 and float64 are
+        kept; float16 is computed in float32; integers in float64.
+    target : array_like
+        Either integer class labels (any signed or unsigned integer dtype)
+        with the shape of `logits` without `axis`, or class probabilities
+        (float) with the shape of `logits`; then the loss of a sample is
+        ``-sum_k t_k log softmax(z)_k``.
+    axis : int, optional
+        The class axis (default -1).  ``(N, C, d1, ...)`` with ``axis=1`` is
+        PyTorch's K-dimensional layout; no copy is made for it.
+    reduction : {"mean", "sum", "none"}, optional
+        "none": per-sample losses (shape of `logits` without `axis`); "sum" or
+        "mean" over all samples: a NumPy scalar of the result dtype.  Sums are
+        taken in float64 in a fixed order.
+
+    Returns
+    -------
+    loss : ndarray or NumPy scalar
+
+    Raises
+    ------
+    ValueError
+        A label outside ``[0, C)`` (the message names its index), a target
+        of the wrong shape, or an unknown `reduction`.
+    numpy.exceptions.AxisError
+        `axis` out of range.
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> z = np.array([[2.0, 0.0, 0.0]])
+    >>> float(csoftmax.cross_entropy(z, np.array([0])))  # log(e^2 + 2) - 2
+    0.2395447813...
+    """
+    z, t, ax, batch_shape, cdt, rdt, soft = _prepare_xent(
+        logits, target, axis, reduction, "cross_entropy")
+    loss = _run_xent(z, t, ax, batch_shape, cdt, soft, None, 1.0, None, "cross_entropy")
+    return _reduce(loss, reduction, rdt)
+
+
+def cross_entropy_with_grad(logits, target, *, axis=-1, reduction="mean", out=None,
+                            inplace=False):
+    """Softmax cross-entropy loss and its gradient in one fused pass.
+
+    With ``y = softmax(z)`` and target ``t`` (one-hot for labels), the
+    gradient of a sample's loss is ``y - t`` (soft targets:
+    ``sum(t) * y - t``).  "mean" divides the gradient by the number of
+    samples; "none" returns the gradient of the *sum* of the per-sample
+    losses.
+
+    Parameters
+    ----------
+    logits, target, axis, reduction
+        As in :func:`cross_entropy`.
+    out : ndarray, optional
+        Preallocated gradient array (shape of `logits`, result dtype); no
+        allocation happens.  It may be `logits` itself.
+    inplace : bool, optional
+        Write the gradient into `logits` (which must be a writeable float32
+        or float64 ndarray) and return it: no extra memory at all.
+
+    Returns
+    -------
+    loss : ndarray or NumPy scalar
+        As :func:`cross_entropy`.
+    grad : ndarray
+        ``d loss / d logits``; the `out` or `logits` object when given.
+
+    Raises
+    ------
+    ValueError
+        As :func:`cross_entropy`; also `out` of the wrong shape or dtype,
+        `inplace=True` on a read-only or non-float array, or both `out` and
+        `inplace`.  On error neither `out` nor `logits` is modified.
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> loss, g = csoftmax.cross_entropy_with_grad(np.zeros((1, 4)), np.array([1]))
+    >>> g
+    array([[ 0.25, -0.75,  0.25,  0.25]])
+    """
+    if inplace and out is not None:
+        raise ValueError("cross_entropy_with_grad: give either out= or inplace=True, not both")
+    z_in = logits
+    z, t, ax, batch_shape, cdt, rdt, soft = _prepare_xent(
+        logits, target, axis, reduction, "cross_entropy_with_grad")
+    axes = (ax,)
+    if inplace:
+        if not isinstance(z_in, np.ndarray):
+            raise ValueError("inplace=True needs logits to be a numpy.ndarray")
+        if not z_in.flags.writeable:
+            raise ValueError("inplace=True but logits is read-only")
+        if z_in.dtype not in (_F32, _F64):
+            raise ValueError(f"inplace=True needs float32 or float64 logits, got {z_in.dtype}")
+        out = z_in
+    elif out is not None:
+        _check_out(out, z.shape, rdt)
+
+    n = math.prod(batch_shape)
+    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    grad3 = None
+    if out is not None:
+        # None when the kernel cannot write `out` directly (not a row view,
+        # misaligned, partial overlap): a temporary is used and copied back.
+        grad3 = _direct_target(out, cdt, axes, z)
+    g = out if grad3 is not None else np.empty(z.shape, dtype=cdt)
+    if grad3 is None:
+        grad3 = _rows3(g, axes)
+    if g.size:
+        loss = _run_xent(z, t, ax, batch_shape, cdt, soft, grad3, scale, None,
+                         "cross_entropy_with_grad")
+    else:
+        loss = _run_xent(z, t, ax, batch_shape, cdt, soft, None, scale, None,
+                         "cross_entropy_with_grad")
+    if out is not None:
+        if g is not out:
+            np.copyto(out, g, casting="unsafe")
+        grad = out
+    else:
+        grad = g if rdt == cdt else g.astype(rdt)
+    return _reduce(loss, reduction, rdt), grad

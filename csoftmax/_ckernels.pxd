@@ -1,0 +1,64 @@
+# Declarations of the plain-C kernel API (src_c/csoftmax.h).
+from libc.stdint cimport int64_t
+
+cdef extern from "csoftmax.h" nogil:
+    ctypedef enum csm_status:
+        CSM_OK
+        CSM_ERR_LABEL
+        CSM_ERR_ARG
+        CSM_ERR_ISA
+
+    ctypedef struct csm_shape:
+        Py_ssize_t n0
+        Py_ssize_t n1
+        Py_ssize_t c
+
+    ctypedef struct csm_strides:
+        Py_ssize_t s0
+        Py_ssize_t s1
+        Py_ssize_t sc
+
+    ctypedef struct csm_error:
+        Py_ssize_t row
+        int64_t value
+
+    ctypedef struct csm_xent_opts:
+        double grad_scale
+        int64_t ignore_index
+        int use_ignore
+
+    ctypedef enum csm_isa:
+        CSM_ISA_SCALAR
+        CSM_ISA_AVX2
+        CSM_ISA_AVX512
+
+    csm_isa csm_isa_best()
+    csm_isa csm_isa_active()
+    int csm_isa_set(csm_isa isa)
+    const char *csm_isa_name(csm_isa isa)
+    int csm_max_threads()
+
+    int csm_logsumexp_f32(csm_shape sh, const float *x, csm_strides xs, float *lse, csm_strides ls)
+    int csm_logsumexp_f64(csm_shape sh, const double *x, csm_strides xs, double *lse, csm_strides ls)
+    int csm_logsumexp_b_f32(csm_shape sh, const float *x, csm_strides xs, const float *b, csm_strides bs,
+                            float *lse, csm_strides ls, float *sign, csm_strides ss)
+    int csm_logsumexp_b_f64(csm_shape sh, const double *x, csm_strides xs, const double *b, csm_strides bs,
+                            double *lse, csm_strides ls, double *sign, csm_strides ss)
+    int csm_softmax_f32(csm_shape sh, const float *x, csm_strides xs, float *y, csm_strides ys)
+    int csm_softmax_f64(csm_shape sh, const double *x, csm_strides xs, double *y, csm_strides ys)
+    int csm_log_softmax_f32(csm_shape sh, const float *x, csm_strides xs, float *y, csm_strides ys)
+    int csm_log_softmax_f64(csm_shape sh, const double *x, csm_strides xs, double *y, csm_strides ys)
+    int csm_xent_labels_f32(csm_shape sh, const float *z, csm_strides zs, const int64_t *label,
+                            csm_strides lbs, const csm_xent_opts *opt, double *loss, csm_strides ls,
+                            float *grad, csm_strides gs, csm_error *err)
+    int csm_xent_labels_f64(csm_shape sh, const double *z, csm_strides zs, const int64_t *label,
+                            csm_strides lbs, const csm_xent_opts *opt, double *loss, csm_strides ls,
+                            double *grad, csm_strides gs, csm_error *err)
+    int csm_xent_soft_f32(csm_shape sh, const float *z, csm_strides zs, const float *t, csm_strides ts,
+                          const csm_xent_opts *opt, double *loss, csm_strides ls,
+                          float *grad, csm_strides gs)
+    int csm_xent_soft_f64(csm_shape sh, const double *z, csm_strides zs, const double *t, csm_strides ts,
+                          const csm_xent_opts *opt, double *loss, csm_strides ls,
+                          double *grad, csm_strides gs)
+    void csm_exp_f32(Py_ssize_t n, const float *x, float *out)
+    void csm_exp_f64(Py_ssize_t n, const double *x, double *out)

@@ -1,0 +1,78 @@
+"""Build the csoftmax extension: Cython wrapper + plain-C kernels.
+
+All C is compiled with the compiler's baseline target; the AVX2 and AVX-512
+kernels live in target regions inside their own files and are chosen at run
+time, so no -march/-mavx flag is ever passed and a wheel runs on any x86-64.
+OpenMP is used when the compiler supports it (probed below), never required.
+"""
+import os
+import sys
+import tempfile
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+C_SOURCES = [
+    "src_c/dispatch.c",
+    "src_c/kernels_scalar.c",
+    "src_c/kernels_avx2.c",
+    "src_c/kernels_avx512.c",
+]
+
+
+def _compiler_accepts(compiler, flags, code="int main(void){return 0;}\n", link_flags=()):
+    """Compile and link a tiny program with `flags`; True if it works."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(code)
+        try:
+            objs = compiler.compile([src], output_dir=tmp, extra_postargs=list(flags))
+            compiler.link_executable(objs, os.path.join(tmp, "probe"),
+                                     extra_postargs=list(link_flags))
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        if ctype == "msvc":
+            cflags = ["/O2", "/fp:precise"]
+            omp_c, omp_l = ["/openmp"], []
+        else:
+            # -O3: GCC 12 vectorizes the kernels' lane blocks only at -O3.
+            # -ffp-contract=off: no silent FMA; the kernels choose FMA explicitly.
+            # -fno-trapping-math: lets the vectorizer if-convert the exp's clamps
+            #   (changes no result; we never enable FP traps).
+            cflags = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-trapping-math"]
+            omp_c, omp_l = ["-fopenmp"], ["-fopenmp"]
+        use_omp = os.environ.get("CSOFTMAX_OPENMP", "1") != "0"
+        if use_omp and ctype != "msvc":
+            probe = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
+            use_omp = _compiler_accepts(self.compiler, omp_c, probe, omp_l)
+        if not use_omp:
+            omp_c, omp_l = [], []
+        print(f"csoftmax: OpenMP {'on' if use_omp else 'off'}", file=sys.stderr)
+        extra_cflags = os.environ.get("CSOFTMAX_EXTRA_CFLAGS", "").split()
+        for ext in self.extensions:
+            ext.extra_compile_args = cflags + omp_c + extra_cflags
+            ext.extra_link_args = omp_l + os.environ.get("CSOFTMAX_EXTRA_LDFLAGS", "").split()
+        super().build_extensions()
+
+
+def _extensions():
+    from Cython.Build import cythonize
+
+    ext = Extension(
+        "csoftmax._core",
+        sources=["csoftmax/_core.pyx"] + C_SOURCES,
+        include_dirs=["src_c"],
+        depends=["src_c/csoftmax.h", "src_c/csm_internal.h", "src_c/csm_exp.h",
+                 "src_c/kernels_impl.h", "src_c/kernels_table.h"],
+    )
+    return cythonize([ext], compiler_directives={"language_level": "3"})
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,70 @@
+/* csm_internal.h -- pieces shared by every ISA build of the kernels. */
+#ifndef CSM_INTERNAL_H
+#define CSM_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include "csoftmax.h"
+
+/* Run-time x86 dispatch needs GCC/clang target regions and cpuid.h; other
+ * compilers and architectures get the baseline kernels only. */
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#  define CSM_HAVE_X86_DISPATCH 1
+#endif
+
+/*
+ * Rows longer than CSM_ONECHUNK are processed in at most CSM_MAXCH chunks of
+ * at least CSM_MINCHUNK elements: each chunk is read once from memory to find
+ * its max, then again from L1/L2 to sum exp(x - chunk max); the running
+ * (max, count, sum) is combined across chunks, so memory is read once.  The
+ * chunking depends on c only, never on strides or threads.
+ */
+#define CSM_ONECHUNK 4096
+#define CSM_MINCHUNK 2048
+#define CSM_MAXCH 64
+
+static inline ptrdiff_t csm_chunk_len(ptrdiff_t c)
+{
+    if (c <= CSM_ONECHUNK) return c > 0 ? c : 1;
+    ptrdiff_t k = (c + CSM_MAXCH - 1) / CSM_MAXCH;
+    k = (k + 63) / 64 * 64;
+    return k < CSM_MINCHUNK ? CSM_MINCHUNK : k;
+}
+
+/* Rows * classes above which the row loop is split over OpenMP threads. */
+#define CSM_PAR_MIN ((ptrdiff_t)1 << 17)
+
+/* Per-ISA function table, filled by kernels_<isa>.c. */
+typedef struct {
+    int (*logsumexp_f32)(csm_shape, const float *, csm_strides, float *, csm_strides);
+    int (*logsumexp_f64)(csm_shape, const double *, csm_strides, double *, csm_strides);
+    int (*logsumexp_b_f32)(csm_shape, const float *, csm_strides, const float *, csm_strides,
+                           float *, csm_strides, float *, csm_strides);
+    int (*logsumexp_b_f64)(csm_shape, const double *, csm_strides, const double *, csm_strides,
+                           double *, csm_strides, double *, csm_strides);
+    int (*softmax_f32)(csm_shape, const float *, csm_strides, float *, csm_strides);
+    int (*softmax_f64)(csm_shape, const double *, csm_strides, double *, csm_strides);
+    int (*log_softmax_f32)(csm_shape, const float *, csm_strides, float *, csm_strides);
+    int (*log_softmax_f64)(csm_shape, const double *, csm_strides, double *, csm_strides);
+    int (*xent_labels_f32)(csm_shape, const float *, csm_strides, const int64_t *, csm_strides,
+                           const csm_xent_opts *, double *, csm_strides, float *, csm_strides,
+                           csm_error *);
+    int (*xent_labels_f64)(csm_shape, const double *, csm_strides, const int64_t *, csm_strides,
+                           const csm_xent_opts *, double *, csm_strides, double *, csm_strides,
+                           csm_error *);
+    int (*xent_soft_f32)(csm_shape, const float *, csm_strides, const float *, csm_strides,
+                         const csm_xent_opts *, double *, csm_strides, float *, csm_strides);
+    int (*xent_soft_f64)(csm_shape, const double *, csm_strides, const double *, csm_strides,
+                         const csm_xent_opts *, double *, csm_strides, double *, csm_strides);
+    void (*exp_f32)(ptrdiff_t, const float *, float *);
+    void (*exp_f64)(ptrdiff_t, const double *, double *);
+} csm_table;
+
+extern const csm_table csm_table_scalar;
+#if defined(CSM_HAVE_X86_DISPATCH)
+extern const csm_table csm_table_avx2;
+extern const csm_table csm_table_avx512;
+#endif
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * csoftmax.h -- public C API of the csoftmax row kernels (plain C11, no Python).
+ *
+ * Data model
+ *   A batch of rows is an (n0, n1) grid; every row has c elements ("classes").
+ *   Element k of row (i0, i1) of an array p lives at
+ *       p[i0 * s.s0 + i1 * s.s1 + k * s.sc]
+ *   with strides counted in ELEMENTS (not bytes); any stride may be zero or
+ *   negative.  A plain (N, C) C-ordered matrix is n0 = N, n1 = 1, s = {C, 0, 1};
+ *   PyTorch's K-dimensional layout (N, C, d) with classes on axis 1 is
+ *   n0 = N, n1 = d, s = {C*d, 1, d}: no copy is needed for either.
+ *   Per-row outputs (lse, loss) use s0 and s1 only.
+ *
+ * Conventions
+ *   - sizes and indices are ptrdiff_t, so n0*n1*c above 2**31 works;
+ *   - outputs may alias the matching input exactly (y == x, same strides) where
+ *     a function says so; partial overlap is the caller's business;
+ *   - kernels never allocate, never call back, never print; they return a
+ *     csm_status and, for bad labels, the row and value in *err;
+ *   - inputs are validated before any output is written, so on error nothing
+ *     has changed;
+ *   - results are identical whatever the strides, the thread count, or where
+ *     a row ends relative to the SIMD width (same lane assignment everywhere);
+ *     different ISA paths may differ in the last bits (FMA vs mul+add).
+ */
+#ifndef CSOFTMAX_H
+#define CSOFTMAX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    CSM_OK = 0,
+    CSM_ERR_LABEL = 1,      /* a label outside [0, c) that is not ignore_index */
+    CSM_ERR_ARG = 2,        /* a size is negative or an option is invalid */
+    CSM_ERR_ISA = 3         /* requested ISA not available on this CPU/build */
+} csm_status;
+
+typedef struct { ptrdiff_t n0, n1, c; } csm_shape;
+typedef struct { ptrdiff_t s0, s1, sc; } csm_strides;
+
+typedef struct {
+    ptrdiff_t row;          /* flat row index i0 * n1 + i1 of the first bad label */
+    int64_t value;          /* the bad label */
+} csm_error;
+
+typedef struct {
+    double grad_scale;      /* every gradient row is multiplied by this */
+    int64_t ignore_index;   /* labels equal to it: loss 0, gradient 0, row never read */
+    int use_ignore;         /* 0: every label must be in [0, c) */
+} csm_xent_opts;
+
+/* ISA tiers; csm_isa_active() reports the one chosen at first use. */
+typedef enum { CSM_ISA_SCALAR = 0, CSM_ISA_AVX2 = 1, CSM_ISA_AVX512 = 2 } csm_isa;
+
+/* Best ISA this CPU + build supports (CPUID + XGETBV). */
+csm_isa csm_isa_best(void);
+/* Currently active ISA. */
+csm_isa csm_isa_active(void);
+/* Force an ISA (only downwards from csm_isa_best()); CSM_ERR_ISA otherwise. */
+int csm_isa_set(csm_isa isa);
+/* "scalar", "avx2", "avx512". */
+const char *csm_isa_name(csm_isa isa);
+/* Number of OpenMP threads kernels will use (1 without OpenMP). */
+int csm_max_threads(void);
+
+/*
+ * lse[row] = log(sum_k exp(x[row, k])), computed as
+ *   M + log1p((count(x == M) - 1) + sum_{x != M} exp(x - M))
+ * in one read pass over x (chunked online max/sum).  Special rows follow
+ * SciPy: NaN anywhere -> NaN; +inf (no NaN) -> +inf; all -inf -> -inf;
+ * c == 0 -> -inf.
+ */
+int csm_logsumexp_f32(csm_shape sh, const float *x, csm_strides xs,
+                      float *lse, csm_strides ls);
+int csm_logsumexp_f64(csm_shape sh, const double *x, csm_strides xs,
+                      double *lse, csm_strides ls);
+
+/*
+ * SciPy's logsumexp with weights b (same shape as x; strides may be 0 to
+ * broadcast): lse = log|sum_k b_k exp(x_k)|, sign = sign of the sum
+ * (sign may be NULL).  Elements with b == 0 are ignored, as in SciPy.
+ * If sign is NULL a negative sum gives NaN.
+ */
+int csm_logsumexp_b_f32(csm_shape sh, const float *x, csm_strides xs,
+                        const float *b, csm_strides bs,
+                        float *lse, csm_strides ls, float *sign, csm_strides ss);
+int csm_logsumexp_b_f64(csm_shape sh, const double *x, csm_strides xs,
+                        const double *b, csm_strides bs,
+                        double *lse, csm_strides ls, double *sign, csm_strides ss);
+
+/*
+ * y = softmax(x) / log_softmax(x) along each row.  y may alias x exactly.
+ * softmax: a row containing NaN or +inf, or all -inf, becomes all NaN (SciPy).
+ * log_softmax: y = (x - M) - log(sum exp(x - M)), rounded once from double;
+ * special rows as SciPy (shift 0 when the max is not finite).
+ */
+int csm_softmax_f32(csm_shape sh, const float *x, csm_strides xs, float *y, csm_strides ys);
+int csm_softmax_f64(csm_shape sh, const double *x, csm_strides xs, double *y, csm_strides ys);
+int csm_log_softmax_f32(csm_shape sh, const float *x, csm_strides xs, float *y, csm_strides ys);
+int csm_log_softmax_f64(csm_shape sh, const double *x, csm_strides xs, double *y, csm_strides ys);
+
+/*
+ * Fused softmax cross-entropy with integer labels.
+ *   loss[row] = log(sum_k exp z_k) - z_T            (double, always written)
+ *   grad[row, k] = grad_scale * (softmax(z)_k - [k == T])   (if grad != NULL)
+ * grad may alias z exactly (in-place).  Labels are all checked first; on a bad
+ * one nothing is written and *err names it.  Ignored rows get loss 0 and a
+ * zero gradient and their logits are never read.
+ */
+int csm_xent_labels_f32(csm_shape sh, const float *z, csm_strides zs,
+                        const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
+                        double *loss, csm_strides ls, float *grad, csm_strides gs,
+                        csm_error *err);
+int csm_xent_labels_f64(csm_shape sh, const double *z, csm_strides zs,
+                        const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
+                        double *loss, csm_strides ls, double *grad, csm_strides gs,
+                        csm_error *err);
+
+/*
+ * Fused softmax cross-entropy with soft targets t (same shape as z).
+ *   loss[row] = -sum_k t_k log softmax(z)_k
+ *   grad[row, k] = grad_scale * (sum(t) * softmax(z)_k - t_k)
+ * grad may alias z exactly; it must not overlap t.
+ */
+int csm_xent_soft_f32(csm_shape sh, const float *z, csm_strides zs,
+                      const float *t, csm_strides ts, const csm_xent_opts *opt,
+                      double *loss, csm_strides ls, float *grad, csm_strides gs);
+int csm_xent_soft_f64(csm_shape sh, const double *z, csm_strides zs,
+                      const double *t, csm_strides ts, const csm_xent_opts *opt,
+                      double *loss, csm_strides ls, double *grad, csm_strides gs);
+
+/* Scalar exp used by the kernels, exported for the accuracy sweep test:
+ * out[i] = exp(x[i]) for i < n, on the active ISA path. */
+void csm_exp_f32(ptrdiff_t n, const float *x, float *out);
+void csm_exp_f64(ptrdiff_t n, const double *x, double *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CSOFTMAX_H */

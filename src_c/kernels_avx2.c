@@ -1,0 +1,25 @@
+/* AVX2 + FMA build of the kernels, compiled inside a target region so the
+ * file needs no per-file compiler flags (the rest of the extension stays
+ * baseline).  Selected at run time by dispatch.c only if the CPU and OS
+ * support AVX2, FMA and the YMM state. */
+#include "csm_internal.h"
+
+#if defined(CSM_HAVE_X86_DISPATCH)
+#  if defined(__clang__)
+#    pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#  else
+#    pragma GCC push_options
+#    pragma GCC target("avx2,fma")
+#  endif
+
+#define CSM_ISA avx2
+#include "kernels_table.h"
+
+#  if defined(__clang__)
+#    pragma clang attribute pop
+#  else
+#    pragma GCC pop_options
+#  endif
+#else
+typedef int csm_avx2_unused;   /* keep the translation unit non-empty */
+#endif

@@ -1,0 +1,554 @@
+/*
+ * kernels_impl.h -- the row kernels, written once and expanded per dtype and ISA.
+ *
+ * Before including, define:
+ *   CSM_T      float or double
+ *   CSM_SFX    f32 or f64         (dtype suffix of public names)
+ *   CSM_ISA    scalar, avx2, ...  (ISA suffix)
+ *   CSM_W      lanes per block (16 for float, 8 for double: 64 bytes)
+ *   CSM_EXPT   csm_expf or csm_exp
+ * The file is included twice per translation unit (float, double) and undefines
+ * them at the end.
+ *
+ * Design
+ *   1. Every loop over a row works on blocks of CSM_W elements loaded into a
+ *      small local array, computed, then stored: the compiler turns each block
+ *      into SIMD code for the ISA of the enclosing target region, and exact
+ *      aliasing of input and output (in-place) is safe.  The tail of a row
+ *      goes through the same per-lane arithmetic, element i always feeding
+ *      accumulator lane i % CSM_W, so a result never depends on where the row
+ *      ends, on its stride, or on the thread count.
+ *   2. The same always-inline helpers are called with a literal stride 1 for
+ *      contiguous rows (vectorized) and with the real stride otherwise; both
+ *      give the same bits.
+ *   3. A row is processed in chunks (csm_chunk_len).  Per chunk: max m_c
+ *      (reads memory), then exp(x - m_c) summed in lanes, excluding the
+ *      elements equal to m_c, which are counted instead (second read, from
+ *      cache), optionally storing exp(x - m_c) into the output.  The running
+ *      state (M, count of elements equal to M, sum of the others scaled to M)
+ *      is combined across chunks in double.  Then lse = M + log1p(count - 1 +
+ *      sum): exact for [0, -40], and a loss near zero keeps full relative
+ *      accuracy.  A final pass rescales the stored exponentials per chunk.
+ *   4. Rows whose max is +inf, or -inf (all -inf or NaN), take a slow path that
+ *      reproduces SciPy's results; NaN with a finite max propagates naturally.
+ */
+
+#define CSM_CAT3_(a, b, c) a##_##b##_##c
+#define CSM_CAT3(a, b, c) CSM_CAT3_(a, b, c)
+#define CSM_CAT2_(a, b) a##_##b
+#define CSM_CAT2(a, b) CSM_CAT2_(a, b)
+/* public, ISA-suffixed name: csm_<op>_<dtype>_<isa> */
+#define CSM_FN(op) CSM_CAT3(op, CSM_SFX, CSM_ISA)
+/* internal helper name, unique per dtype inside this TU */
+#define CSM_H(name) CSM_CAT2(name, CSM_SFX)
+
+typedef CSM_T CSM_H(csm_t);
+#define T CSM_H(csm_t)
+#define W CSM_W
+#define EXPT CSM_EXPT
+
+/* ---- chunk helpers ------------------------------------------------------- */
+
+/* Max over len elements ignoring NaN; -inf if there is none. */
+CSM_INLINE T CSM_H(seg_max)(const T *x, ptrdiff_t xs, ptrdiff_t len)
+{
+    T acc[W];
+    for (int j = 0; j < W; j++) acc[j] = -(T)INFINITY;
+    ptrdiff_t i = 0;
+    for (; i + W <= len; i += W) {
+        for (int j = 0; j < W; j++) {
+            T v = x[(i + j) * xs];
+            acc[j] = v > acc[j] ? v : acc[j];
+        }
+    }
+    for (int j = 0; i + j < len; j++) {
+        T v = x[(i + j) * xs];
+        acc[j] = v > acc[j] ? v : acc[j];
+    }
+    T m = acc[0];
+    for (int j = 1; j < W; j++) m = acc[j] > m ? acc[j] : m;
+    return m;
+}
+
+/* Reduce W lanes in a fixed pairwise order, in double. */
+CSM_INLINE double CSM_H(lanes_sum)(const T *a)
+{
+    double b[W];
+    for (int j = 0; j < W; j++) b[j] = (double)a[j];
+    for (int h = W / 2; h >= 1; h /= 2)
+        for (int j = 0; j < h; j++) b[j] += b[j + h];
+    return b[0];
+}
+
+/*
+ * Chunk pass 2: e = exp(x - sh) for len elements; elements equal to m are
+ * counted (*cnt) and left out of the sum (*sum).  If store, e goes to y (which
+ * may be x).  If soft, also *tsum = sum t and *tz = sum t * (x - sh).
+ */
+CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
+                                   const T *t, ptrdiff_t ts, ptrdiff_t len, T sh, T m,
+                                   const int store, const int soft,
+                                   double *sum, double *cnt, double *tsum, double *tz)
+{
+    T acc[W], nm[W], ta[W], tza[W];
+    for (int j = 0; j < W; j++) { acc[j] = 0; nm[j] = 0; ta[j] = 0; tza[j] = 0; }
+    ptrdiff_t i = 0;
+    for (; i + W <= len; i += W) {
+        T v[W], e[W];
+        for (int j = 0; j < W; j++) v[j] = x[(i + j) * xs];
+        for (int j = 0; j < W; j++) {
+            e[j] = EXPT(v[j] - sh);
+            T is = v[j] == m ? (T)1 : (T)0;
+            acc[j] += e[j] - is;
+            nm[j] += is;
+        }
+        if (soft) {
+            for (int j = 0; j < W; j++) {
+                T tv = t[(i + j) * ts];
+                ta[j] += tv;
+                tza[j] += tv * (v[j] - sh);
+            }
+        }
+        if (store)
+            for (int j = 0; j < W; j++) y[(i + j) * ys] = e[j];
+    }
+    for (int j = 0; i + j < len; j++) {
+        T v = x[(i + j) * xs];
+        T e = EXPT(v - sh);
+        T is = v == m ? (T)1 : (T)0;
+        acc[j] += e - is;
+        nm[j] += is;
+        if (soft) {
+            T tv = t[(i + j) * ts];
+            ta[j] += tv;
+            tza[j] += tv * (v - sh);
+        }
+        if (store) y[(i + j) * ys] = e;
+    }
+    *sum = CSM_H(lanes_sum)(acc);
+    *cnt = CSM_H(lanes_sum)(nm);
+    if (soft) {
+        *tsum = CSM_H(lanes_sum)(ta);
+        *tz = CSM_H(lanes_sum)(tza);
+    }
+}
+
+/* y[k] *= f for len elements (y contiguous if ys == 1). */
+CSM_INLINE void CSM_H(seg_scale)(T *y, ptrdiff_t ys, ptrdiff_t len, T f)
+{
+    ptrdiff_t i = 0;
+    for (; i + W <= len; i += W) {
+        T v[W];
+        for (int j = 0; j < W; j++) v[j] = y[(i + j) * ys];
+        for (int j = 0; j < W; j++) y[(i + j) * ys] = v[j] * f;
+    }
+    for (; i < len; i++) y[i * ys] = y[i * ys] * f;
+}
+
+/* g[k] = g[k] * a - t[k] * b (soft-target gradient). */
+CSM_INLINE void CSM_H(seg_scale_sub)(T *g, ptrdiff_t gs, const T *t, ptrdiff_t ts,
+                                      ptrdiff_t len, T a, T b)
+{
+    ptrdiff_t i = 0;
+    for (; i + W <= len; i += W) {
+        T v[W], u[W];
+        for (int j = 0; j < W; j++) { v[j] = g[(i + j) * gs]; u[j] = t[(i + j) * ts]; }
+        for (int j = 0; j < W; j++) g[(i + j) * gs] = v[j] * a - u[j] * b;
+    }
+    for (; i < len; i++) g[i * gs] = g[i * gs] * a - t[i * ts] * b;
+}
+
+/* y[k] = (x[k] - M) - L, evaluated in double and rounded once to T. */
+CSM_INLINE void CSM_H(seg_logsm)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
+                                  ptrdiff_t len, double M, double L)
+{
+    ptrdiff_t i = 0;
+    for (; i + W <= len; i += W) {
+        T v[W];
+        for (int j = 0; j < W; j++) v[j] = x[(i + j) * xs];
+        for (int j = 0; j < W; j++) y[(i + j) * ys] = (T)(((double)v[j] - M) - L);
+    }
+    for (; i < len; i++) y[i * ys] = (T)(((double)x[i * xs] - M) - L);
+}
+
+CSM_INLINE void CSM_H(seg_fill)(T *y, ptrdiff_t ys, ptrdiff_t len, T v)
+{
+    for (ptrdiff_t i = 0; i < len; i++) y[i * ys] = v;
+}
+
+/* ---- the online row pass ------------------------------------------------- */
+
+typedef struct {
+    double M;           /* row max (ignoring NaN) */
+    double cnt;         /* number of elements equal to M */
+    double s;           /* sum over the others of exp(x - M) */
+    double tsum;        /* soft: sum of t */
+    double tdot;        /* soft: sum_k t_k (M - x_k) */
+    int special;        /* 1: max is +inf (pass stopped early) or -inf */
+    int pinf;           /* max is +inf */
+    ptrdiff_t K;        /* chunk length */
+    ptrdiff_t nch;      /* chunks processed */
+    T cm[CSM_MAXCH];    /* per-chunk max; -inf for an all -inf/NaN chunk */
+} CSM_H(rowst);
+
+/*
+ * One pass over a row (see Design 3).  With store, y receives exp(x - sh_c)
+ * per chunk, to be rescaled by exp(cm[c] - M) / (cnt + s).
+ */
+CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
+                                 const T *t, ptrdiff_t ts, ptrdiff_t c,
+                                 const int store, const int soft, CSM_H(rowst) *st)
+{
+    ptrdiff_t K = csm_chunk_len(c);
+    double M = -INFINITY, cnt = 0.0, s = 0.0;
+    double ts_c[CSM_MAXCH], tz_c[CSM_MAXCH], sh_c[CSM_MAXCH];
+    ptrdiff_t nch = 0;
+    st->special = 0;
+    st->pinf = 0;
+    st->K = K;
+    for (ptrdiff_t k0 = 0; k0 < c; k0 += K, nch++) {
+        ptrdiff_t len = c - k0 < K ? c - k0 : K;
+        const T *xc = x + k0 * xs;
+        T m = xs == 1 ? CSM_H(seg_max)(xc, 1, len) : CSM_H(seg_max)(xc, xs, len);
+        if (m == (T)INFINITY) {
+            st->special = 1;
+            st->pinf = 1;
+            st->nch = nch;
+            return;
+        }
+        T sh = m == -(T)INFINITY ? (T)0 : m;
+        double cs, cc, tsv = 0.0, tzv = 0.0;
+        T *yc = store ? y + k0 * ys : NULL;
+        const T *tc = soft ? t + k0 * ts : NULL;
+        if (xs == 1 && (!store || ys == 1) && (!soft || ts == 1))
+            CSM_H(seg_expsum)(xc, 1, yc, 1, tc, 1, len, sh, m, store, soft, &cs, &cc, &tsv, &tzv);
+        else
+            CSM_H(seg_expsum)(xc, xs, yc, ys, tc, ts, len, sh, m, store, soft, &cs, &cc, &tsv, &tzv);
+        st->cm[nch] = m;
+        sh_c[nch] = (double)sh;
+        if (soft) { ts_c[nch] = tsv; tz_c[nch] = tzv; }
+        double md = (double)m;
+        if (m == -(T)INFINITY) {   /* nothing to add but a NaN, if any */
+            cs = cs + cc;
+            cc = 0.0;
+        }
+        if (md > M) {
+            s = cs + (cnt + s) * exp(M - md);
+            cnt = cc;
+            M = md;
+        } else if (md == M) {
+            cnt += cc;
+            s += cs;
+        } else {
+            s += (cc + cs) * exp(md - M);
+        }
+    }
+    st->nch = nch;
+    st->M = M;
+    st->cnt = cnt;
+    st->s = s;
+    if (!(M > -INFINITY)) st->special = 1;
+    if (soft && !st->special) {
+        double tsum = 0.0, tdot = 0.0;
+        for (ptrdiff_t q = 0; q < nch; q++) {
+            tsum += ts_c[q];
+            tdot += ts_c[q] * (M - sh_c[q]) - tz_c[q];
+        }
+        st->tsum = tsum;
+        st->tdot = tdot;
+    }
+}
+
+/* Slow-path scan: does the row hold a NaN? */
+static int CSM_H(row_has_nan)(const T *x, ptrdiff_t xs, ptrdiff_t c)
+{
+    for (ptrdiff_t k = 0; k < c; k++)
+        if (x[k * xs] != x[k * xs]) return 1;
+    return 0;
+}
+
+/* ---- row loop -------------------------------------------------------------- */
+
+#define CSM_ROW_INDEX(r, sh, i0, i1)                       \
+    ptrdiff_t i0 = (sh).n1 == 1 ? (r) : (r) / (sh).n1;     \
+    ptrdiff_t i1 = (sh).n1 == 1 ? 0 : (r) % (sh).n1
+
+#if defined(_OPENMP) && !defined(_MSC_VER)
+#  define CSM_PRAGMA_(x) _Pragma(#x)
+#  define CSM_PARALLEL_FOR(nrows, work) \
+     CSM_PRAGMA_(omp parallel for schedule(static) if ((nrows) > 1 && (work) >= CSM_PAR_MIN))
+#else
+#  define CSM_PARALLEL_FOR(nrows, work)
+#endif
+
+static int CSM_H(bad_shape)(csm_shape sh)
+{
+    return sh.n0 < 0 || sh.n1 < 0 || sh.c < 0;
+}
+
+/* ---- logsumexp -------------------------------------------------------------- */
+
+int CSM_FN(csm_logsumexp)(csm_shape sh, const T *x, csm_strides xs, T *lse, csm_strides ls)
+{
+    if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    CSM_PARALLEL_FOR(nrows, nrows * c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
+        double out;
+        if (c == 0) {
+            out = -INFINITY;
+        } else {
+            CSM_H(rowst) st;
+            CSM_H(row_pass)(xr, xs.sc, NULL, 0, NULL, 0, c, 0, 0, &st);
+            if (st.special) {
+                if (CSM_H(row_has_nan)(xr, xs.sc, c)) out = NAN;
+                else out = st.pinf ? INFINITY : -INFINITY;
+            } else {
+                out = st.M + log1p((st.cnt - 1.0) + st.s);
+            }
+        }
+        lse[i0 * ls.s0 + i1 * ls.s1] = (T)out;
+    }
+    return CSM_OK;
+}
+
+/*
+ * Weighted log-sum-exp, SciPy's algorithm in double (not a hot path):
+ * a' = a where b != 0 else -inf; M = max a' (NaN if any a' is NaN);
+ * m = sum of b at a' == M; s = sum of b exp(a' - M) elsewhere, divided by m;
+ * result log1p(s) + log|m| + M with sign(1 + s) * sign(m); if that is not
+ * finite, the direct log|sum b exp(a)|.
+ */
+int CSM_FN(csm_logsumexp_b)(csm_shape sh, const T *x, csm_strides xs, const T *b, csm_strides bs,
+                            T *lse, csm_strides ls, T *sign, csm_strides ss)
+{
+    if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    CSM_PARALLEL_FOR(nrows, nrows * c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
+        const T *br = b + i0 * bs.s0 + i1 * bs.s1;
+        double M = -INFINITY;
+        int nan = 0;
+        for (ptrdiff_t k = 0; k < c; k++) {
+            double bk = (double)br[k * bs.sc], ak = (double)xr[k * xs.sc];
+            if (bk == 0.0) continue;
+            if (ak != ak) nan = 1;
+            else if (ak > M) M = ak;
+        }
+        double out, sg;
+        double m = 0.0, s = 0.0;
+        if (!nan && c > 0) {
+            for (ptrdiff_t k = 0; k < c; k++) {
+                double bk = (double)br[k * bs.sc], ak = (double)xr[k * xs.sc];
+                if (bk == 0.0) continue;
+                if (ak == M) m += bk;
+                else s += bk * exp(ak - M);
+            }
+            if (s != 0.0) s = s / m;
+            sg = (s + 1.0 > 0 ? 1.0 : (s + 1.0 < 0 ? -1.0 : (s + 1.0 == 0 ? 0.0 : NAN)))
+               * (m > 0 ? 1.0 : (m < 0 ? -1.0 : (m == 0 ? 0.0 : NAN)));
+            if (s < -1.0) s = -s - 2.0;
+            out = log1p(s) + log(fabs(m)) + M;
+        } else {
+            out = NAN;
+            sg = NAN;
+        }
+        if (!sign && sg < 0) out = NAN;
+        if (!isfinite(out)) {
+            double d = 0.0;
+            for (ptrdiff_t k = 0; k < c; k++)
+                d += (double)br[k * bs.sc] * exp((double)xr[k * xs.sc]);
+            sg = d > 0 ? 1.0 : (d < 0 ? -1.0 : (d == 0 ? 0.0 : NAN));
+            out = log(sign ? fabs(d) : d);
+        }
+        lse[i0 * ls.s0 + i1 * ls.s1] = (T)out;
+        if (sign) sign[i0 * ss.s0 + i1 * ss.s1] = (T)sg;
+    }
+    return CSM_OK;
+}
+
+/* ---- softmax / log_softmax --------------------------------------------------- */
+
+int CSM_FN(csm_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_strides ys)
+{
+    if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    if (c == 0) return CSM_OK;
+    CSM_PARALLEL_FOR(nrows, nrows * c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
+        T *yr = y + i0 * ys.s0 + i1 * ys.s1;
+        CSM_H(rowst) st;
+        CSM_H(row_pass)(xr, xs.sc, yr, ys.sc, NULL, 0, c, 1, 0, &st);
+        if (st.special) {
+            CSM_H(seg_fill)(yr, ys.sc, c, (T)NAN);
+            continue;
+        }
+        double inv = 1.0 / (st.cnt + st.s);
+        for (ptrdiff_t q = 0; q < st.nch; q++) {
+            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+            T f = (T)(exp((double)st.cm[q] - st.M) * inv);
+            if (ys.sc == 1) CSM_H(seg_scale)(yr + k0, 1, len, f);
+            else CSM_H(seg_scale)(yr + k0 * ys.sc, ys.sc, len, f);
+        }
+    }
+    return CSM_OK;
+}
+
+int CSM_FN(csm_log_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_strides ys)
+{
+    if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    if (c == 0) return CSM_OK;
+    CSM_PARALLEL_FOR(nrows, nrows * c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
+        T *yr = y + i0 * ys.s0 + i1 * ys.s1;
+        CSM_H(rowst) st;
+        CSM_H(row_pass)(xr, xs.sc, NULL, 0, NULL, 0, c, 0, 0, &st);
+        if (st.special) {
+            /* SciPy: shift 0; tmp - log(sum(exp(tmp))).  With the max -inf every
+             * entry is -inf - (-inf) or NaN; with +inf the sum is +inf, giving
+             * NaN at +inf entries and -inf elsewhere; any NaN makes all NaN. */
+            int nan = CSM_H(row_has_nan)(xr, xs.sc, c);
+            for (ptrdiff_t k = 0; k < c; k++) {
+                T v = xr[k * xs.sc];
+                yr[k * ys.sc] = (nan || !st.pinf || v == (T)INFINITY) ? (T)NAN : -(T)INFINITY;
+            }
+            continue;
+        }
+        double L = log1p((st.cnt - 1.0) + st.s);
+        if (xs.sc == 1 && ys.sc == 1) CSM_H(seg_logsm)(xr, 1, yr, 1, c, st.M, L);
+        else CSM_H(seg_logsm)(xr, xs.sc, yr, ys.sc, c, st.M, L);
+    }
+    return CSM_OK;
+}
+
+/* ---- cross-entropy, integer labels --------------------------------------------- */
+
+int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
+                            const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
+                            double *loss, csm_strides ls, T *grad, csm_strides gs,
+                            csm_error *err)
+{
+    if (CSM_H(bad_shape)(sh) || !opt) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    const int use_ig = opt->use_ignore;
+    const int64_t ig = opt->ignore_index;
+    /* Validate every label before anything is written. */
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        int64_t lab = label[i0 * lbs.s0 + i1 * lbs.s1];
+        if (use_ig && lab == ig) continue;
+        if (lab < 0 || lab >= (int64_t)c) {
+            if (err) { err->row = r; err->value = lab; }
+            return CSM_ERR_LABEL;
+        }
+    }
+    const double gscale = opt->grad_scale;
+    CSM_PARALLEL_FOR(nrows, nrows * c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *zr = z + i0 * zs.s0 + i1 * zs.s1;
+        T *gr = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
+        double *lr = loss + i0 * ls.s0 + i1 * ls.s1;
+        int64_t lab = label[i0 * lbs.s0 + i1 * lbs.s1];
+        if (use_ig && lab == ig) {
+            *lr = 0.0;
+            if (gr) CSM_H(seg_fill)(gr, gs.sc, c, (T)0);
+            continue;
+        }
+        const ptrdiff_t tgt = (ptrdiff_t)lab;
+        const double zt = (double)zr[tgt * zs.sc];   /* read before gr may overwrite it */
+        CSM_H(rowst) st;
+        CSM_H(row_pass)(zr, zs.sc, gr, gr ? gs.sc : 0, NULL, 0, c, gr != NULL, 0, &st);
+        if (st.special) {
+            /* -log_softmax[T] with SciPy/PyTorch special values */
+            int nan = CSM_H(row_has_nan)(zr, zs.sc, c);   /* NaN survives in gr */
+            if (gr) {
+                nan = nan || CSM_H(row_has_nan)(gr, gs.sc, c);
+                CSM_H(seg_fill)(gr, gs.sc, c, (T)NAN);
+            }
+            *lr = (nan || !st.pinf || zt == INFINITY) ? NAN : INFINITY;
+            continue;
+        }
+        const double stot = st.cnt + st.s;
+        const double L = log1p((st.cnt - 1.0) + st.s);
+        *lr = (st.M - zt) + L;
+        if (!gr) continue;
+        const double inv = gscale / stot;
+        for (ptrdiff_t q = 0; q < st.nch; q++) {
+            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+            T f = (T)(exp((double)st.cm[q] - st.M) * inv);
+            if (gs.sc == 1) CSM_H(seg_scale)(gr + k0, 1, len, f);
+            else CSM_H(seg_scale)(gr + k0 * gs.sc, gs.sc, len, f);
+        }
+        /* softmax_T - 1 without cancellation: (e_T - stot) / stot */
+        double num = zt == st.M ? -((st.cnt - 1.0) + st.s) : exp(zt - st.M) - stot;
+        gr[tgt * gs.sc] = (T)(gscale * (num / stot));
+    }
+    return CSM_OK;
+}
+
+/* ---- cross-entropy, soft targets ------------------------------------------------- */
+
+int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
+                          const T *t, csm_strides ts, const csm_xent_opts *opt,
+                          double *loss, csm_strides ls, T *grad, csm_strides gs)
+{
+    if (CSM_H(bad_shape)(sh) || !opt) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    const double gscale = opt->grad_scale;
+    CSM_PARALLEL_FOR(nrows, nrows * c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *zr = z + i0 * zs.s0 + i1 * zs.s1;
+        const T *tr = t + i0 * ts.s0 + i1 * ts.s1;
+        T *gr = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
+        double *lr = loss + i0 * ls.s0 + i1 * ls.s1;
+        if (c == 0) { *lr = 0.0; continue; }
+        CSM_H(rowst) st;
+        CSM_H(row_pass)(zr, zs.sc, gr, gr ? gs.sc : 0, tr, ts.sc, c, gr != NULL, 1, &st);
+        if (st.special) {
+            *lr = NAN;
+            if (gr) CSM_H(seg_fill)(gr, gs.sc, c, (T)NAN);
+            continue;
+        }
+        const double stot = st.cnt + st.s;
+        const double L = log1p((st.cnt - 1.0) + st.s);
+        *lr = st.tdot + st.tsum * L;
+        if (!gr) continue;
+        const T tb = (T)gscale;
+        for (ptrdiff_t q = 0; q < st.nch; q++) {
+            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+            T a = (T)(gscale * st.tsum * exp((double)st.cm[q] - st.M) / stot);
+            if (gs.sc == 1 && ts.sc == 1)
+                CSM_H(seg_scale_sub)(gr + k0, 1, tr + k0, 1, len, a, tb);
+            else
+                CSM_H(seg_scale_sub)(gr + k0 * gs.sc, gs.sc, tr + k0 * ts.sc, ts.sc, len, a, tb);
+        }
+    }
+    return CSM_OK;
+}
+
+void CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
+{
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = EXPT(x[i]);
+}
+
+#undef T
+#undef W
+#undef EXPT
+#undef CSM_ROW_INDEX
+#undef CSM_PARALLEL_FOR
+#undef CSM_PRAGMA_
+#undef CSM_T
+#undef CSM_SFX
+#undef CSM_W
+#undef CSM_EXPT
