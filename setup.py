@@ -69,7 +69,7 @@ def _extensions():
         "csoftmax._core",
         sources=["csoftmax/_core.pyx"] + C_SOURCES,
         include_dirs=["src_c"],
-        depends=["src_c/csoftmax.h", "src_c/csm_internal.h", "src_c/csm_exp.h",
+        depends=["src_c/csoftmax.h", "src_c/csm_internal.h", "src_c/csm_vec.h",
                  "src_c/kernels_impl.h", "src_c/kernels_table.h"],
     )
     return cythonize([ext], compiler_directives={"language_level": "3"})

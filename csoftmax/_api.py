@@ -38,12 +38,13 @@ _REDUCTIONS = ("none", "sum", "mean")
 
 # --------------------------------------------------------------------------- dtypes
 
-def _dtypes(dt: np.dtype, what: str, allow_bool: bool = True) -> tuple[np.dtype, np.dtype]:
+def _dtypes(dt: np.dtype, what: str) -> tuple[np.dtype, np.dtype]:
     """(compute dtype, result dtype) for an input dtype.
 
     float32 and float64 are kept; float16 is computed in float32 and returned
-    as float16; integers (and bool, as SciPy does) become float64; longdouble
-    is computed in float64 and returned as longdouble.  Anything else raises.
+    as float16; integers become float64; longdouble
+    is computed in float64 and returned as longdouble.  Anything else
+    (complex, bool, object, strings, datetimes) raises TypeError.
     """
     if dt == _F32 or dt == _F64:
         return dt, dt
@@ -52,7 +53,7 @@ def _dtypes(dt: np.dtype, what: str, allow_bool: bool = True) -> tuple[np.dtype,
         if dt.itemsize <= 4:
             return _F32, dt
         return _F64, dt
-    if kind in "iu" or (kind == "b" and allow_bool):
+    if kind in "iu":
         return _F64, _F64
     if kind == "c":
         raise TypeError(f"{what}: complex input is not supported (got {dt})")
@@ -94,12 +95,41 @@ def _rows3(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray | None:
     return v
 
 
+def _moved_shape(shape, axes):
+    """(moved shape, source positions, destination positions) for class axes last."""
+    k, nd = len(axes), len(shape)
+    dest = tuple(range(nd - k, nd))
+    moved = tuple(n for i, n in enumerate(shape) if i not in axes) + tuple(shape[i] for i in axes)
+    return moved, dest
+
+
 def _rows3_in(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Row view of an input; copies to C order when no view exists."""
+    """Row view of an input; copies (classes last, C order) when no view exists."""
     v = _rows3(a, axes)
     if v is None:
-        v = _rows3(np.ascontiguousarray(a), axes)
+        if len(axes) == 1:
+            v = _rows3(np.ascontiguousarray(a), axes)
+        else:
+            moved = np.ascontiguousarray(np.moveaxis(a, axes, _moved_shape(a.shape, axes)[1]))
+            nb = math.prod(moved.shape[: a.ndim - len(axes)])
+            v = moved.reshape(nb, 1, -1)
     return v
+
+
+def _alloc_rows(shape, dtype, axes):
+    """A new array of `shape` and its row view.
+
+    C order when that has a row view (always for one class axis); otherwise
+    the memory is laid out classes-last and a transposed view is returned.
+    """
+    y = np.empty(shape, dtype=dtype)
+    v = _rows3(y, axes)
+    if v is not None:
+        return y, v
+    mshape, dest = _moved_shape(shape, axes)
+    ym = np.empty(mshape, dtype=dtype)
+    nb = math.prod(mshape[: len(shape) - len(axes)])
+    return np.moveaxis(ym, dest, axes), ym.reshape(nb, 1, -1)
 
 
 def _rows2(a: np.ndarray, n0: int, n1: int) -> np.ndarray | None:
@@ -294,8 +324,7 @@ def _softmax_impl(x, axis, out, log: bool, name: str):
         y = out
         y3 = direct
     else:
-        y = np.empty(xv.shape, dtype=cdt)
-        y3 = _rows3(y, axes)
+        y, y3 = _alloc_rows(xv.shape, cdt, axes)
     if xv.size and c:
         x3 = _rows3_in(xin, axes)
         _core.softmax_rows(x3, y3, log)
@@ -378,9 +407,7 @@ def _prepare_xent(logits, target, axis, reduction, name):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     z = np.asarray(logits)
-    if z.dtype.kind == "b":
-        raise TypeError(f"{name}: boolean logits are not supported")
-    cdt, rdt = _dtypes(z.dtype, name, allow_bool=False)
+    cdt, rdt = _dtypes(z.dtype, name)
     if z.ndim == 0:
         raise ValueError(f"{name}: logits must have at least one dimension (the class axis)")
     ax = normalize_axis_index(operator.index(axis), z.ndim)
@@ -540,8 +567,9 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, reduction="mean", out=No
         Preallocated gradient array (shape of `logits`, result dtype); no
         allocation happens.  It may be `logits` itself.
     inplace : bool, optional
-        Write the gradient into `logits` (which must be a writeable float32
-        or float64 ndarray) and return it: no extra memory at all.
+        Write the gradient into `logits` (which must be a writeable
+        floating-point ndarray) and return it.  For float32/float64 logits
+        that are a row view no extra memory is used at all.
 
     Returns
     -------
@@ -575,8 +603,8 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, reduction="mean", out=No
             raise ValueError("inplace=True needs logits to be a numpy.ndarray")
         if not z_in.flags.writeable:
             raise ValueError("inplace=True but logits is read-only")
-        if z_in.dtype not in (_F32, _F64):
-            raise ValueError(f"inplace=True needs float32 or float64 logits, got {z_in.dtype}")
+        if z_in.dtype.kind != "f":
+            raise ValueError(f"inplace=True needs floating-point logits, got {z_in.dtype}")
         out = z_in
     elif out is not None:
         _check_out(out, z.shape, rdt)

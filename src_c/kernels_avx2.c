@@ -5,6 +5,7 @@
 #include "csm_internal.h"
 
 #if defined(CSM_HAVE_X86_DISPATCH)
+#  include <immintrin.h>
 #  if defined(__clang__)
 #    pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #  else
@@ -12,6 +13,8 @@
 #    pragma GCC target("avx2,fma")
 #  endif
 
+#define CSM_VB 32
+#define CSM_X86 2
 #define CSM_ISA avx2
 #include "kernels_table.h"
 

@@ -1,15 +1,18 @@
-/* AVX-512 (F, DQ, BW, VL) + FMA build of the kernels, 512-bit vectors
- * preferred; see kernels_avx2.c for the scheme. */
+/* AVX-512 (F, DQ, BW, VL) build of the kernels with 512-bit vectors; see
+ * kernels_avx2.c for the scheme. */
 #include "csm_internal.h"
 
 #if defined(CSM_HAVE_X86_DISPATCH)
+#  include <immintrin.h>
 #  if defined(__clang__)
 #    pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), apply_to = function)
 #  else
 #    pragma GCC push_options
-#    pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")
+#    pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
 #  endif
 
+#define CSM_VB 64
+#define CSM_X86 3
 #define CSM_ISA avx512
 #include "kernels_table.h"
 

@@ -5,22 +5,23 @@
  *   CSM_T      float or double
  *   CSM_SFX    f32 or f64         (dtype suffix of public names)
  *   CSM_ISA    scalar, avx2, ...  (ISA suffix)
- *   CSM_W      lanes per block (16 for float, 8 for double: 64 bytes)
- *   CSM_EXPT   csm_expf or csm_exp
+ *   CSM_IS_F32 1 for float, 0 for double
+ * and, once per unit, include csm_vec.h (vector types and exp for the ISA).
  * The file is included twice per translation unit (float, double) and undefines
  * them at the end.
  *
  * Design
- *   1. Every loop over a row works on blocks of CSM_W elements loaded into a
- *      small local array, computed, then stored: the compiler turns each block
- *      into SIMD code for the ISA of the enclosing target region, and exact
- *      aliasing of input and output (in-place) is safe.  The tail of a row
- *      goes through the same per-lane arithmetic, element i always feeding
- *      accumulator lane i % CSM_W, so a result never depends on where the row
- *      ends, on its stride, or on the thread count.
+ *   1. Every loop over a row works on whole vectors of the ISA (csm_vec.h:
+ *      GNU vector types of CSM_VB bytes; one lane under MSVC).  A vector is
+ *      loaded, computed, then stored, so exact aliasing of input and output
+ *      (in-place) is safe.  The tail of a row is one padded vector whose
+ *      extra lanes are masked out of every sum, so the tail runs the same
+ *      polynomial as the body and element i always feeds lane i % VL of the
+ *      same accumulator: for one ISA, a result never depends on the row's
+ *      stride or on the thread count.
  *   2. The same always-inline helpers are called with a literal stride 1 for
- *      contiguous rows (vectorized) and with the real stride otherwise; both
- *      give the same bits.
+ *      contiguous rows (plain vector loads) and with the real stride
+ *      otherwise (lane-by-lane gathers); both give the same bits.
  *   3. A row is processed in chunks (csm_chunk_len).  Per chunk: max m_c
  *      (reads memory), then exp(x - m_c) summed in lanes, excluding the
  *      elements equal to m_c, which are counted instead (second read, from
@@ -44,132 +45,193 @@
 
 typedef CSM_T CSM_H(csm_t);
 #define T CSM_H(csm_t)
-#define W CSM_W
-#define EXPT CSM_EXPT
+
+/* ---- vector helpers ------------------------------------------------------ */
+
+#define V CSM_CAT2(csm_v, CSM_SFX)
+#define U CSM_CAT2(csm_u, CSM_SFX)
+#define VL CSM_CAT2(CSM_VL, CSM_SFX)
+#define VSPLAT CSM_CAT2(csm_splat, CSM_SFX)
+#define VMAX CSM_CAT2(csm_max, CSM_SFX)
+#define VIS1 CSM_CAT2(csm_is1, CSM_SFX)
+#define VEXP CSM_CAT2(csm_vexp, CSM_SFX)
+
+/* Load VL elements at stride s (s == 1: one vector load). */
+CSM_INLINE V CSM_H(vload)(const T *p, ptrdiff_t s)
+{
+    V v;
+    if (s == 1) {
+        memcpy(&v, p, sizeof v);
+    } else {
+        for (int j = 0; j < VL; j++) CSM_LANE(v, j) = p[j * s];
+    }
+    return v;
+}
+
+/* Load n < VL elements; the other lanes get pad. */
+CSM_INLINE V CSM_H(vload_part)(const T *p, ptrdiff_t s, ptrdiff_t n, T pad)
+{
+    V v = VSPLAT(pad);
+    for (ptrdiff_t j = 0; j < n; j++) CSM_LANE(v, j) = p[j * s];
+    return v;
+}
+
+CSM_INLINE void CSM_H(vstore)(T *p, ptrdiff_t s, V v)
+{
+    if (s == 1) {
+        memcpy(p, &v, sizeof v);
+    } else {
+        for (int j = 0; j < VL; j++) p[j * s] = CSM_LANE(v, j);
+    }
+}
+
+CSM_INLINE void CSM_H(vstore_part)(T *p, ptrdiff_t s, ptrdiff_t n, V v)
+{
+    for (ptrdiff_t j = 0; j < n; j++) p[j * s] = CSM_LANE(v, j);
+}
+
+/* Lanes n.. set to +0 (bitwise, so a NaN or inf there vanishes too). */
+CSM_INLINE V CSM_H(vkeep)(V v, ptrdiff_t n)
+{
+    U m = CSM_BITS(U, VSPLAT(0));
+    for (ptrdiff_t j = 0; j < n; j++) CSM_LANE(m, j) = ~CSM_LANE(m, j);
+    return CSM_FROMBITS(V, CSM_BITS(U, v) & m);
+}
+
+/* Sum of the lanes in a fixed pairwise order, in double. */
+CSM_INLINE double CSM_H(vsum)(V a)
+{
+    double b[VL];
+    for (int j = 0; j < VL; j++) b[j] = (double)CSM_LANE(a, j);
+    for (int h = VL / 2; h >= 1; h /= 2)
+        for (int j = 0; j < h; j++) b[j] += b[j + h];
+    return b[0];
+}
 
 /* ---- chunk helpers ------------------------------------------------------- */
 
 /* Max over len elements ignoring NaN; -inf if there is none. */
 CSM_INLINE T CSM_H(seg_max)(const T *x, ptrdiff_t xs, ptrdiff_t len)
 {
-    T acc[W];
-    for (int j = 0; j < W; j++) acc[j] = -(T)INFINITY;
+    const T ninf = -(T)INFINITY;
+    V a0 = VSPLAT(ninf), a1 = a0;
     ptrdiff_t i = 0;
-    for (; i + W <= len; i += W) {
-        for (int j = 0; j < W; j++) {
-            T v = x[(i + j) * xs];
-            acc[j] = v > acc[j] ? v : acc[j];
-        }
+    for (; i + 2 * VL <= len; i += 2 * VL) {
+        a0 = VMAX(CSM_H(vload)(x + i * xs, xs), a0);
+        a1 = VMAX(CSM_H(vload)(x + (i + VL) * xs, xs), a1);
     }
-    for (int j = 0; i + j < len; j++) {
-        T v = x[(i + j) * xs];
-        acc[j] = v > acc[j] ? v : acc[j];
-    }
-    T m = acc[0];
-    for (int j = 1; j < W; j++) m = acc[j] > m ? acc[j] : m;
+    for (; i + VL <= len; i += VL) a0 = VMAX(CSM_H(vload)(x + i * xs, xs), a0);
+    if (i < len) a0 = VMAX(CSM_H(vload_part)(x + i * xs, xs, len - i, ninf), a0);
+    a0 = VMAX(a1, a0);
+    T m = ninf;
+    for (int j = 0; j < VL; j++) m = CSM_LANE(a0, j) > m ? CSM_LANE(a0, j) : m;
     return m;
-}
-
-/* Reduce W lanes in a fixed pairwise order, in double. */
-CSM_INLINE double CSM_H(lanes_sum)(const T *a)
-{
-    double b[W];
-    for (int j = 0; j < W; j++) b[j] = (double)a[j];
-    for (int h = W / 2; h >= 1; h /= 2)
-        for (int j = 0; j < h; j++) b[j] += b[j + h];
-    return b[0];
 }
 
 /*
  * Chunk pass 2: e = exp(x - sh) for len elements; elements equal to m are
  * counted (*cnt) and left out of the sum (*sum).  If store, e goes to y (which
  * may be x).  If soft, also *tsum = sum t and *tz = sum t * (x - sh).
+ * Two interleaved accumulator sets; the tail is one padded, masked vector.
  */
 CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
                                    const T *t, ptrdiff_t ts, ptrdiff_t len, T sh, T m,
                                    const int store, const int soft,
                                    double *sum, double *cnt, double *tsum, double *tz)
 {
-    T acc[W], nm[W], ta[W], tza[W];
-    for (int j = 0; j < W; j++) { acc[j] = 0; nm[j] = 0; ta[j] = 0; tza[j] = 0; }
+    const V vsh = VSPLAT(sh), vm = VSPLAT(m), zero = VSPLAT(0);
+    V acc[2] = {zero, zero}, nm[2] = {zero, zero}, ta[2] = {zero, zero}, tza[2] = {zero, zero};
     ptrdiff_t i = 0;
-    for (; i + W <= len; i += W) {
-        T v[W], e[W];
-        for (int j = 0; j < W; j++) v[j] = x[(i + j) * xs];
-        for (int j = 0; j < W; j++) {
-            e[j] = EXPT(v[j] - sh);
-            T is = v[j] == m ? (T)1 : (T)0;
-            acc[j] += e[j] - is;
-            nm[j] += is;
-        }
-        if (soft) {
-            for (int j = 0; j < W; j++) {
-                T tv = t[(i + j) * ts];
-                ta[j] += tv;
-                tza[j] += tv * (v[j] - sh);
+    for (; i + 2 * VL <= len; i += 2 * VL) {
+        for (int u = 0; u < 2; u++) {
+            const ptrdiff_t k = i + u * VL;
+            V v = CSM_H(vload)(x + k * xs, xs);
+            V e = VEXP(v - vsh);
+            V is = VIS1(v, vm);
+            acc[u] += e - is;
+            nm[u] += is;
+            if (soft) {
+                V tv = CSM_H(vload)(t + k * ts, ts);
+                ta[u] += tv;
+                tza[u] += tv * (v - vsh);
             }
+            if (store) CSM_H(vstore)(y + k * ys, ys, e);
         }
-        if (store)
-            for (int j = 0; j < W; j++) y[(i + j) * ys] = e[j];
     }
-    for (int j = 0; i + j < len; j++) {
-        T v = x[(i + j) * xs];
-        T e = EXPT(v - sh);
-        T is = v == m ? (T)1 : (T)0;
-        acc[j] += e - is;
-        nm[j] += is;
+    for (; i < len; i += VL) {
+        const ptrdiff_t n = len - i < VL ? len - i : VL;
+        V v = n == VL ? CSM_H(vload)(x + i * xs, xs) : CSM_H(vload_part)(x + i * xs, xs, n, m);
+        V e = VEXP(v - vsh);
+        V is = VIS1(v, vm);
+        acc[0] += CSM_H(vkeep)(e - is, n);
+        nm[0] += CSM_H(vkeep)(is, n);
         if (soft) {
-            T tv = t[(i + j) * ts];
-            ta[j] += tv;
-            tza[j] += tv * (v - sh);
+            V tv = n == VL ? CSM_H(vload)(t + i * ts, ts) : CSM_H(vload_part)(t + i * ts, ts, n, 0);
+            ta[0] += CSM_H(vkeep)(tv, n);
+            tza[0] += CSM_H(vkeep)(tv * (v - vsh), n);
         }
-        if (store) y[(i + j) * ys] = e;
+        if (store) {
+            if (n == VL) CSM_H(vstore)(y + i * ys, ys, e);
+            else CSM_H(vstore_part)(y + i * ys, ys, n, e);
+        }
     }
-    *sum = CSM_H(lanes_sum)(acc);
-    *cnt = CSM_H(lanes_sum)(nm);
+    *sum = CSM_H(vsum)(acc[0]) + CSM_H(vsum)(acc[1]);
+    *cnt = CSM_H(vsum)(nm[0]) + CSM_H(vsum)(nm[1]);
     if (soft) {
-        *tsum = CSM_H(lanes_sum)(ta);
-        *tz = CSM_H(lanes_sum)(tza);
+        *tsum = CSM_H(vsum)(ta[0]) + CSM_H(vsum)(ta[1]);
+        *tz = CSM_H(vsum)(tza[0]) + CSM_H(vsum)(tza[1]);
     }
 }
 
-/* y[k] *= f for len elements (y contiguous if ys == 1). */
+/* y[k] *= f for len elements. */
 CSM_INLINE void CSM_H(seg_scale)(T *y, ptrdiff_t ys, ptrdiff_t len, T f)
 {
+    const V vf = VSPLAT(f);
     ptrdiff_t i = 0;
-    for (; i + W <= len; i += W) {
-        T v[W];
-        for (int j = 0; j < W; j++) v[j] = y[(i + j) * ys];
-        for (int j = 0; j < W; j++) y[(i + j) * ys] = v[j] * f;
-    }
-    for (; i < len; i++) y[i * ys] = y[i * ys] * f;
+    for (; i + VL <= len; i += VL)
+        CSM_H(vstore)(y + i * ys, ys, CSM_H(vload)(y + i * ys, ys) * vf);
+    if (i < len)
+        CSM_H(vstore_part)(y + i * ys, ys, len - i,
+                           CSM_H(vload_part)(y + i * ys, ys, len - i, 0) * vf);
 }
 
 /* g[k] = g[k] * a - t[k] * b (soft-target gradient). */
 CSM_INLINE void CSM_H(seg_scale_sub)(T *g, ptrdiff_t gs, const T *t, ptrdiff_t ts,
                                       ptrdiff_t len, T a, T b)
 {
+    const V va = VSPLAT(a), vb = VSPLAT(b);
     ptrdiff_t i = 0;
-    for (; i + W <= len; i += W) {
-        T v[W], u[W];
-        for (int j = 0; j < W; j++) { v[j] = g[(i + j) * gs]; u[j] = t[(i + j) * ts]; }
-        for (int j = 0; j < W; j++) g[(i + j) * gs] = v[j] * a - u[j] * b;
+    for (; i + VL <= len; i += VL) {
+        V gv = CSM_H(vload)(g + i * gs, gs), tv = CSM_H(vload)(t + i * ts, ts);
+        CSM_H(vstore)(g + i * gs, gs, gv * va - tv * vb);
     }
-    for (; i < len; i++) g[i * gs] = g[i * gs] * a - t[i * ts] * b;
+    if (i < len) {
+        V gv = CSM_H(vload_part)(g + i * gs, gs, len - i, 0);
+        V tv = CSM_H(vload_part)(t + i * ts, ts, len - i, 0);
+        CSM_H(vstore_part)(g + i * gs, gs, len - i, gv * va - tv * vb);
+    }
 }
 
 /* y[k] = (x[k] - M) - L, evaluated in double and rounded once to T. */
+#if CSM_IS_F32
+#  define CSM_LOGSM_V(v, M, L) CSM_NARROW_f32((CSM_WIDEN_f32(v) - (M)) - (L))
+#else
+#  define CSM_LOGSM_V(v, M, L) (((v) - (M)) - (L))
+#endif
 CSM_INLINE void CSM_H(seg_logsm)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
                                   ptrdiff_t len, double M, double L)
 {
     ptrdiff_t i = 0;
-    for (; i + W <= len; i += W) {
-        T v[W];
-        for (int j = 0; j < W; j++) v[j] = x[(i + j) * xs];
-        for (int j = 0; j < W; j++) y[(i + j) * ys] = (T)(((double)v[j] - M) - L);
+    for (; i + VL <= len; i += VL) {
+        V v = CSM_H(vload)(x + i * xs, xs);
+        CSM_H(vstore)(y + i * ys, ys, CSM_LOGSM_V(v, M, L));
     }
-    for (; i < len; i++) y[i * ys] = (T)(((double)x[i * xs] - M) - L);
+    if (i < len) {
+        V v = CSM_H(vload_part)(x + i * xs, xs, len - i, 0);
+        CSM_H(vstore_part)(y + i * ys, ys, len - i, CSM_LOGSM_V(v, M, L));
+    }
 }
+#undef CSM_LOGSM_V
 
 CSM_INLINE void CSM_H(seg_fill)(T *y, ptrdiff_t ys, ptrdiff_t len, T v)
 {
@@ -470,9 +532,12 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
         CSM_H(row_pass)(zr, zs.sc, gr, gr ? gs.sc : 0, NULL, 0, c, gr != NULL, 0, &st);
         if (st.special) {
             /* -log_softmax[T] with SciPy/PyTorch special values */
-            int nan = CSM_H(row_has_nan)(zr, zs.sc, c);   /* NaN survives in gr */
+            int nan = CSM_H(row_has_nan)(zr, zs.sc, c);
             if (gr) {
-                nan = nan || CSM_H(row_has_nan)(gr, gs.sc, c);
+                /* chunks already processed hold exp(z - m): a NaN of z survives
+                 * there (needed when gr is z); the rest of gr is not ours to read */
+                ptrdiff_t done = st.nch * st.K < c ? st.nch * st.K : c;
+                nan = nan || CSM_H(row_has_nan)(gr, gs.sc, done);
                 CSM_H(seg_fill)(gr, gs.sc, c, (T)NAN);
             }
             *lr = (nan || !st.pinf || zt == INFINITY) ? NAN : INFINITY;
@@ -539,16 +604,22 @@ int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
 
 void CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
 {
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = EXPT(x[i]);
+    ptrdiff_t i = 0;
+    for (; i + VL <= n; i += VL) CSM_H(vstore)(out + i, 1, VEXP(CSM_H(vload)(x + i, 1)));
+    if (i < n) CSM_H(vstore_part)(out + i, 1, n - i, VEXP(CSM_H(vload_part)(x + i, 1, n - i, 0)));
 }
 
 #undef T
-#undef W
-#undef EXPT
+#undef V
+#undef U
+#undef VL
+#undef VSPLAT
+#undef VMAX
+#undef VIS1
+#undef VEXP
+#undef CSM_IS_F32
 #undef CSM_ROW_INDEX
 #undef CSM_PARALLEL_FOR
 #undef CSM_PRAGMA_
 #undef CSM_T
 #undef CSM_SFX
-#undef CSM_W
-#undef CSM_EXPT

@@ -1,18 +1,16 @@
 /* kernels_table.h -- expands kernels_impl.h for float and double under the
  * current ISA (CSM_ISA) and defines that ISA's function table.  Included by
  * each kernels_<isa>.c inside its target region. */
-#include "csm_exp.h"
+#include "csm_vec.h"
 
 #define CSM_T float
 #define CSM_SFX f32
-#define CSM_W 16
-#define CSM_EXPT csm_expf
+#define CSM_IS_F32 1
 #include "kernels_impl.h"
 
 #define CSM_T double
 #define CSM_SFX f64
-#define CSM_W 8
-#define CSM_EXPT csm_exp
+#define CSM_IS_F32 0
 #include "kernels_impl.h"
 
 #define CSM_TBL_(isa) csm_table_##isa

@@ -1,0 +1,95 @@
+"""``python -m csoftmax``: self-check against the reference, then a timing table.
+
+``python -m csoftmax``          self-check (exit status 1 on any failure) + table
+``python -m csoftmax check``    self-check only
+``python -m csoftmax bench ...`` the full benchmark (see ``--help``)
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+import csoftmax
+from csoftmax import reference
+
+# Accuracy promised in the README (relative to the float64 reference, with an
+# absolute floor for entries near zero): per compute dtype.
+TOL = {np.float32: (1e-6, 1e-7), np.float64: (1e-13, 1e-300)}
+
+
+def _err(got, ref, rtol, atol):
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    same_special = np.array_equal(np.isnan(got), np.isnan(ref)) and np.array_equal(
+        np.isinf(got) & (got > 0), np.isinf(ref) & (ref > 0))
+    fin = np.isfinite(ref)
+    if not fin.any():
+        return 0.0, same_special
+    e = np.abs(got[fin] - ref[fin]) / (np.abs(ref[fin]) * rtol + atol)
+    return float(e.max()) * rtol, same_special and bool(np.all(e <= 1.0))
+
+
+def self_check(out=sys.stdout) -> bool:
+    rng = np.random.default_rng(20261128)
+    ok_all = True
+    print(f"csoftmax {csoftmax.__version__}: {csoftmax.show_config()}", file=out)
+    print(f"{'check':44s} {'dtype':8s} {'max rel err':>12s}  result", file=out)
+    for dtype in (np.float32, np.float64):
+        rtol, atol = TOL[dtype]
+        z = (4 * rng.standard_normal((64, 1000))).astype(dtype)
+        z[3, 17] = np.nan
+        z[5, :] = -np.inf
+        z[7, 999] = np.inf
+        z[9, 100:900] = -np.inf
+        lab = rng.integers(0, 1000, 64)
+        soft = rng.random((64, 1000)).astype(dtype)
+        soft /= soft.sum(axis=1, keepdims=True)
+        zk = (3 * rng.standard_normal((8, 10, 5, 3))).astype(dtype)
+        labk = rng.integers(0, 10, (8, 5, 3))
+        checks = [
+            ("logsumexp(axis=-1), with nan/inf rows", csoftmax.logsumexp(z, axis=-1),
+             reference.logsumexp(z, axis=-1)),
+            ("logsumexp(axis=None)", csoftmax.logsumexp(zk), reference.logsumexp(zk)),
+            ("softmax(axis=1)", csoftmax.softmax(zk, axis=1), reference.softmax(zk, axis=1)),
+            ("log_softmax(axis=-1)", csoftmax.log_softmax(z, axis=-1),
+             reference.log_softmax(z, axis=-1)),
+        ]
+        loss, g = csoftmax.cross_entropy_with_grad(z[10:], lab[10:], reduction="none")
+        rl, rg = reference.cross_entropy_with_grad(z[10:], lab[10:], reduction="none")
+        checks += [("cross_entropy loss, labels", loss, rl), ("cross_entropy grad, labels", g, rg)]
+        loss, g = csoftmax.cross_entropy_with_grad(z[10:], soft[10:], reduction="mean")
+        rl, rg = reference.cross_entropy_with_grad(z[10:], soft[10:], reduction="mean")
+        checks += [("cross_entropy loss, soft targets", loss, rl),
+                   ("cross_entropy grad, soft targets", g, rg)]
+        loss, g = csoftmax.cross_entropy_with_grad(zk, labk, axis=1)
+        rl, rg = reference.cross_entropy_with_grad(zk, labk, axis=1)
+        checks += [("cross_entropy (N, C, d1, d2) axis=1 loss", loss, rl),
+                   ("cross_entropy (N, C, d1, d2) axis=1 grad", g, rg)]
+        for name, got, ref in checks:
+            # gradients are differences (y - t): judge them against their scale
+            a = rtol * float(np.nanmax(np.abs(ref))) if "grad" in name else atol
+            e, ok = _err(got, ref, rtol, a)
+            ok_all &= ok
+            print(f"{name:44s} {np.dtype(dtype).name:8s} {e:12.3e}  {'ok' if ok else 'FAIL'}",
+                  file=out)
+    print("self-check:", "PASSED" if ok_all else "FAILED", file=out)
+    return ok_all
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "bench":
+        from ._bench import bench_main
+        return bench_main(argv[1:])
+    if argv and argv[0] not in ("check",):
+        print(__doc__)
+        return 2
+    ok = self_check()
+    if not argv:
+        from ._bench import main_table
+        main_table()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,223 @@
+/*
+ * csm_vec.h -- the few vector operations the kernels need, and the vector exp.
+ *
+ * Included once per kernel translation unit, inside that unit's ISA target
+ * region, after the unit has defined
+ *   CSM_VB       vector width in bytes (16 baseline, 32 AVX2, 64 AVX-512)
+ *   CSM_X86      0 (none), 1 (SSE2), 2 (AVX2 + FMA), 3 (AVX-512)
+ * With GCC or clang the types are GNU vector extensions (so one source serves
+ * every width) and max/min/FMA map to the x86 instructions with exactly the
+ * semantics written in the comments.  Other compilers (MSVC) get "vectors" of
+ * one lane: the same code, scalar.
+ *
+ * Per dtype D in {f32, f64}:
+ *   csm_v_D / csm_u_D     value vector and same-width unsigned vector
+ *   CSM_VL_D              lanes
+ *   csm_splat_D(s)        broadcast
+ *   csm_max_D(a, b)       a > b ? a : b   (b if either is NaN)
+ *   csm_min_D(a, b)       a < b ? a : b   (b if either is NaN)
+ *   csm_madd_D(a, b, c)   a*b + c, fused on FMA paths, two roundings otherwise
+ *   csm_is1_D(a, b)       1.0 where a == b, else 0.0
+ *   csm_vexp_D(x)         exp, see below
+ *
+ * The exp (both precisions).  Clamp x (NaN passes through untouched),
+ * n = round(x / ln2) by the 1.5 * 2^p "shifter", r = x - n ln2 with a two-part
+ * (Cody-Waite) ln2, a Taylor polynomial for exp(r) on |r| <= ln2/2, and 2^n
+ * applied as 2^floor(n/2) * 2^(n - floor(n/2)), so results in the subnormal
+ * range come out of one final rounding and overflow gives +inf by itself.
+ *   csm_vexp_f32: valid for every input.  x <= -104 -> +0, x >= 89 -> +inf,
+ *     -inf -> 0, +inf -> +inf, NaN -> NaN.  Degree-7 polynomial (truncation
+ *     error < 6e-9 relative).  Maximum error over all floats with normal
+ *     results: 1 ULP on the FMA paths (measured 0.91), 1.5 ULP on the baseline
+ *     path (measured 1.19); tests/test_exp_accuracy.py sweeps every 13th float
+ *     in [-104, 89] per ISA against a float64 exp; subnormal results are
+ *     within 1 ULP of the subnormal spacing.
+ *   csm_vexp_f64: valid for every input.  x <= -746 -> +0, x >= 710 -> +inf.
+ *     Degree-13 polynomial (truncation < 5e-18 relative).  Maximum error
+ *     2 ULP for normal results (measured 0.85 FMA, 1.13 baseline) on 2*10**6
+ *     points against a long-double exp.
+ *   exp(0) is exactly 1; the kernels rely on it.
+ */
+#ifndef CSM_VEC_H
+#define CSM_VEC_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define CSM_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#  define CSM_INLINE static __forceinline
+#else
+#  define CSM_INLINE static inline
+#endif
+
+#if (defined(__GNUC__) || defined(__clang__)) && CSM_VB > 8
+#  define CSM_GNU_VEC 1
+#else
+#  define CSM_GNU_VEC 0
+#endif
+
+#if CSM_X86 >= 1
+#  include <immintrin.h>
+#endif
+
+#if CSM_GNU_VEC
+typedef float csm_v_f32 __attribute__((vector_size(CSM_VB)));
+typedef uint32_t csm_u_f32 __attribute__((vector_size(CSM_VB)));
+typedef double csm_v_f64 __attribute__((vector_size(CSM_VB)));
+typedef uint64_t csm_u_f64 __attribute__((vector_size(CSM_VB)));
+/* VL_f32 doubles: the f32 -> f64 widening of one float vector */
+typedef double csm_v_f32w __attribute__((vector_size(CSM_VB * 2)));
+#  define CSM_VL_f32 (CSM_VB / 4)
+#  define CSM_VL_f64 (CSM_VB / 8)
+#  define CSM_LANE(v, j) ((v)[j])
+#  define CSM_BITS(U, v) ((U)(v))
+#  define CSM_FROMBITS(V, u) ((V)(u))
+#  define CSM_WIDEN_f32(v) __builtin_convertvector((v), csm_v_f32w)
+#  define CSM_NARROW_f32(w) __builtin_convertvector((w), csm_v_f32)
+#else
+typedef float csm_v_f32;
+typedef uint32_t csm_u_f32;
+typedef double csm_v_f64;
+typedef uint64_t csm_u_f64;
+typedef double csm_v_f32w;
+#  define CSM_VL_f32 1
+#  define CSM_VL_f64 1
+#  define CSM_LANE(v, j) (v)
+static inline uint32_t csm_bits_f32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float csm_frombits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint64_t csm_bits_f64(double f) { uint64_t u; memcpy(&u, &f, 8); return u; }
+static inline double csm_frombits_f64(uint64_t u) { double f; memcpy(&f, &u, 8); return f; }
+#  define CSM_BITS(U, v) (sizeof(U) == 4 ? (U)csm_bits_f32((float)(v)) : (U)csm_bits_f64((double)(v)))
+#  define CSM_FROMBITS(V, u) (sizeof(V) == 4 ? (V)csm_frombits_f32((uint32_t)(u)) : (V)csm_frombits_f64((uint64_t)(u)))
+#  define CSM_WIDEN_f32(v) ((double)(v))
+#  define CSM_NARROW_f32(w) ((float)(w))
+#endif
+
+CSM_INLINE csm_v_f32 csm_splat_f32(float s)
+{
+    csm_v_f32 v;
+    for (int j = 0; j < CSM_VL_f32; j++) CSM_LANE(v, j) = s;
+    return v;
+}
+
+CSM_INLINE csm_v_f64 csm_splat_f64(double s)
+{
+    csm_v_f64 v;
+    for (int j = 0; j < CSM_VL_f64; j++) CSM_LANE(v, j) = s;
+    return v;
+}
+
+/* ---- max / min / fused multiply-add ---------------------------------------- */
+#if CSM_X86 == 3
+#  define csm_max_f32(a, b) _mm512_max_ps((a), (b))
+#  define csm_min_f32(a, b) _mm512_min_ps((a), (b))
+#  define csm_max_f64(a, b) _mm512_max_pd((a), (b))
+#  define csm_min_f64(a, b) _mm512_min_pd((a), (b))
+#  define csm_madd_f32(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#  define csm_madd_f64(a, b, c) _mm512_fmadd_pd((a), (b), (c))
+#elif CSM_X86 == 2
+#  define csm_max_f32(a, b) _mm256_max_ps((a), (b))
+#  define csm_min_f32(a, b) _mm256_min_ps((a), (b))
+#  define csm_max_f64(a, b) _mm256_max_pd((a), (b))
+#  define csm_min_f64(a, b) _mm256_min_pd((a), (b))
+#  define csm_madd_f32(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#  define csm_madd_f64(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#elif CSM_X86 == 1 && CSM_GNU_VEC
+#  define csm_max_f32(a, b) _mm_max_ps((a), (b))
+#  define csm_min_f32(a, b) _mm_min_ps((a), (b))
+#  define csm_max_f64(a, b) _mm_max_pd((a), (b))
+#  define csm_min_f64(a, b) _mm_min_pd((a), (b))
+#  define csm_madd_f32(a, b, c) ((a) * (b) + (c))
+#  define csm_madd_f64(a, b, c) ((a) * (b) + (c))
+#elif CSM_GNU_VEC
+/* Portable GNU-vector selects (aarch64 and others). */
+#  define CSM_SEL_(V, U, m, a, b) ((V)(((U)(m) & (U)(a)) | (~(U)(m) & (U)(b))))
+#  define csm_max_f32(a, b) CSM_SEL_(csm_v_f32, csm_u_f32, (a) > (b), (a), (b))
+#  define csm_min_f32(a, b) CSM_SEL_(csm_v_f32, csm_u_f32, (a) < (b), (a), (b))
+#  define csm_max_f64(a, b) CSM_SEL_(csm_v_f64, csm_u_f64, (a) > (b), (a), (b))
+#  define csm_min_f64(a, b) CSM_SEL_(csm_v_f64, csm_u_f64, (a) < (b), (a), (b))
+#  define csm_madd_f32(a, b, c) ((a) * (b) + (c))
+#  define csm_madd_f64(a, b, c) ((a) * (b) + (c))
+#else
+#  define csm_max_f32(a, b) ((a) > (b) ? (a) : (b))
+#  define csm_min_f32(a, b) ((a) < (b) ? (a) : (b))
+#  define csm_max_f64(a, b) ((a) > (b) ? (a) : (b))
+#  define csm_min_f64(a, b) ((a) < (b) ? (a) : (b))
+#  define csm_madd_f32(a, b, c) ((a) * (b) + (c))
+#  define csm_madd_f64(a, b, c) ((a) * (b) + (c))
+#endif
+
+#if CSM_GNU_VEC
+#  define csm_is1_f32(a, b) \
+      ((csm_v_f32)((csm_u_f32)((a) == (b)) & CSM_BITS(csm_u_f32, csm_splat_f32(1.0f))))
+#  define csm_is1_f64(a, b) \
+      ((csm_v_f64)((csm_u_f64)((a) == (b)) & CSM_BITS(csm_u_f64, csm_splat_f64(1.0))))
+#else
+#  define csm_is1_f32(a, b) ((a) == (b) ? 1.0f : 0.0f)
+#  define csm_is1_f64(a, b) ((a) == (b) ? 1.0 : 0.0)
+#endif
+
+/* ---- exp ---------------------------------------------------------------------- */
+
+CSM_INLINE csm_v_f32 csm_vexp_f32(csm_v_f32 x)
+{
+#define S_(c) csm_splat_f32(c)
+    const float shifter = 12582912.0f;                 /* 1.5 * 2^23 */
+    x = csm_max_f32(S_(-104.0f), x);                   /* NaN stays NaN */
+    x = csm_min_f32(S_(89.0f), x);
+    csm_v_f32 t = csm_madd_f32(x, S_(1.44269504088896341f), S_(shifter));
+    csm_v_f32 n = t - S_(shifter);
+    csm_v_f32 r = csm_madd_f32(n, S_(-0.693145751953125f), x);   /* ln2 hi: n*hi exact */
+    r = csm_madd_f32(n, S_(-1.428606765330187e-06f), r);          /* ln2 lo */
+    csm_v_f32 p = S_(1.98412698e-4f);                  /* 1/7! ... 1/0! */
+    p = csm_madd_f32(p, r, S_(1.38888889e-3f));
+    p = csm_madd_f32(p, r, S_(8.33333333e-3f));
+    p = csm_madd_f32(p, r, S_(4.16666667e-2f));
+    p = csm_madd_f32(p, r, S_(1.66666667e-1f));
+    p = csm_madd_f32(p, r, S_(0.5f));
+    p = csm_madd_f32(p, r, S_(1.0f));
+    p = csm_madd_f32(p, r, S_(1.0f));
+    /* n + 256 in [105, 385] as an integer; halves give two normal powers of 2 */
+    csm_u_f32 ni = CSM_BITS(csm_u_f32, t) - CSM_BITS(csm_u_f32, S_(shifter)) + 256u;
+    csm_u_f32 n1 = ni >> 1, n2 = ni - n1;
+    csm_v_f32 s1 = CSM_FROMBITS(csm_v_f32, (n1 - 1u) << 23);    /* 2^(n1 - 128) */
+    csm_v_f32 s2 = CSM_FROMBITS(csm_v_f32, (n2 - 1u) << 23);
+    return (p * s1) * s2;
+#undef S_
+}
+
+CSM_INLINE csm_v_f64 csm_vexp_f64(csm_v_f64 x)
+{
+#define S_(c) csm_splat_f64(c)
+    const double shifter = 6755399441055744.0;         /* 1.5 * 2^52 */
+    x = csm_max_f64(S_(-746.0), x);
+    x = csm_min_f64(S_(710.0), x);
+    csm_v_f64 t = csm_madd_f64(x, S_(1.4426950408889634074), S_(shifter));
+    csm_v_f64 n = t - S_(shifter);
+    csm_v_f64 r = csm_madd_f64(n, S_(-6.93147180369123816490e-01), x);
+    r = csm_madd_f64(n, S_(-1.90821492927058770002e-10), r);
+    csm_v_f64 p = S_(1.6059043836821613e-10);          /* 1/13! ... 1/0! */
+    p = csm_madd_f64(p, r, S_(2.0876756987868099e-09));
+    p = csm_madd_f64(p, r, S_(2.5052108385441720e-08));
+    p = csm_madd_f64(p, r, S_(2.7557319223985893e-07));
+    p = csm_madd_f64(p, r, S_(2.7557319223985888e-06));
+    p = csm_madd_f64(p, r, S_(2.4801587301587302e-05));
+    p = csm_madd_f64(p, r, S_(1.9841269841269841e-04));
+    p = csm_madd_f64(p, r, S_(1.3888888888888889e-03));
+    p = csm_madd_f64(p, r, S_(8.3333333333333333e-03));
+    p = csm_madd_f64(p, r, S_(4.1666666666666667e-02));
+    p = csm_madd_f64(p, r, S_(1.6666666666666667e-01));
+    p = csm_madd_f64(p, r, S_(0.5));
+    p = csm_madd_f64(p, r, S_(1.0));
+    p = csm_madd_f64(p, r, S_(1.0));
+    csm_u_f64 ni = CSM_BITS(csm_u_f64, t) - CSM_BITS(csm_u_f64, S_(shifter)) + 2048u;
+    csm_u_f64 n1 = ni >> 1, n2 = ni - n1;
+    csm_v_f64 s1 = CSM_FROMBITS(csm_v_f64, (n1 - 1u) << 52);    /* 2^(n1 - 1024) */
+    csm_v_f64 s2 = CSM_FROMBITS(csm_v_f64, (n2 - 1u) << 52);
+    return (p * s1) * s2;
+#undef S_
+}
+
+#endif /* CSM_VEC_H */
