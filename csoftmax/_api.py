@@ -403,11 +403,49 @@ def log_softmax(x, axis=None, *, out=None):
 
 # --------------------------------------------------------------------------- cross-entropy
 
-def _prepare_xent(logits, target, axis, reduction, name):
+class _XentSpec:
+    """Everything the cross-entropy kernels need, validated and normalised."""
+
+    __slots__ = ("z", "t", "ax", "batch_shape", "cdt", "rdt", "soft", "c", "n", "n0", "n1",
+                 "weight", "wsum", "sample_weight", "ignore_index", "eps", "alpha", "cap",
+                 "reduction", "labels")
+
+
+def _opt_float(v, name, what, lo=None, hi=None, lo_open=False):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what}: {name} must be a real number, got {v!r}") from None
+    if math.isnan(f) or math.isinf(f):
+        raise ValueError(f"{what}: {name} must be finite, got {f}")
+    if lo is not None and (f < lo or (lo_open and f == lo)):
+        raise ValueError(f"{what}: {name} must be {'>' if lo_open else '>='} {lo}, got {f}")
+    if hi is not None and f > hi:
+        raise ValueError(f"{what}: {name} must be <= {hi}, got {f}")
+    return f
+
+
+def _nonneg_array(v, shape, dtype, name, what):
+    arr = np.asarray(v)
+    if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+        raise TypeError(f"{what}: {name} must be a real array, got dtype {arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{what}: {name} has shape {arr.shape}, expected {tuple(shape)}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.size and not np.all(arr >= 0):     # also catches NaN
+        bad = "NaN" if np.isnan(arr).any() else "negative"
+        raise ValueError(f"{what}: {name} must be non-negative and not NaN (found {bad} values)")
+    return arr
+
+
+def _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
+                  label_smoothing, z_loss, softcap, name):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    sp = _XentSpec()
+    sp.reduction = reduction
     z = np.asarray(logits)
-    cdt, rdt = _dtypes(z.dtype, name)
+    sp.cdt, sp.rdt = _dtypes(z.dtype, name)
     if z.ndim == 0:
         raise ValueError(f"{name}: logits must have at least one dimension (the class axis)")
     ax = normalize_axis_index(operator.index(axis), z.ndim)
@@ -419,19 +457,42 @@ def _prepare_xent(logits, target, axis, reduction, name):
             raise ValueError(
                 f"{name}: integer target has shape {t.shape}; expected {batch_shape} "
                 f"(logits shape {z.shape} without the class axis {ax})")
-        soft = False
+        sp.soft = False
     elif kind == "f":
         if t.shape != z.shape:
             raise ValueError(
                 f"{name}: probability target has shape {t.shape}; expected the logits' "
                 f"shape {z.shape}")
-        soft = True
+        sp.soft = True
     elif kind == "b":
         raise TypeError(f"{name}: boolean target; use an integer dtype for class labels")
     else:
         raise TypeError(f"{name}: target must be integer labels or float probabilities, "
                         f"got dtype {t.dtype}")
-    return z, t, ax, batch_shape, cdt, rdt, soft
+    sp.z, sp.t, sp.ax, sp.batch_shape = z, t, ax, batch_shape
+    sp.c = z.shape[ax]
+    sp.n = math.prod(batch_shape)
+    sp.n0 = math.prod(z.shape[:ax])
+    sp.n1 = math.prod(z.shape[ax + 1:])
+    sp.weight = None if weight is None else _nonneg_array(weight, (sp.c,), sp.cdt, "weight", name)
+    sp.wsum = float(sp.c) if sp.weight is None else float(np.sum(sp.weight, dtype=np.float64))
+    sp.sample_weight = (None if sample_weight is None else
+                        _nonneg_array(sample_weight, batch_shape, np.float64, "sample_weight",
+                                      name).reshape(-1))
+    if ignore_index is None:
+        sp.ignore_index = None
+    else:
+        try:
+            sp.ignore_index = operator.index(ignore_index)
+        except TypeError:
+            raise TypeError(f"{name}: ignore_index must be an integer or None") from None
+    sp.eps = _opt_float(label_smoothing, "label_smoothing", name, 0.0, 1.0)
+    sp.alpha = _opt_float(z_loss, "z_loss", name, 0.0)
+    sp.cap = 0.0 if softcap is None else _opt_float(softcap, "softcap", name, 0.0, lo_open=True)
+    sp.labels = None
+    if not sp.soft:
+        sp.labels = _labels_int64(t, sp.c)
+    return sp
 
 
 def _labels_int64(t: np.ndarray, c: int) -> np.ndarray:
@@ -446,45 +507,62 @@ def _labels_int64(t: np.ndarray, c: int) -> np.ndarray:
     return np.asarray(t, dtype=np.int64)
 
 
-def _run_xent(z, t, ax, batch_shape, cdt, soft, grad3, grad_scale, ignore_index, name):
-    """Call the kernel; returns per-sample losses (float64, batch shape)."""
-    axes = (ax,)
-    c = z.shape[ax]
-    loss = np.zeros(batch_shape, dtype=np.float64)
-    n = loss.size
-    if n == 0:
-        return loss
-    n0 = math.prod(z.shape[:ax])
-    n1 = math.prod(z.shape[ax + 1:])
-    l2 = loss.reshape(n0, n1)
-    if soft:
-        if c == 0:
-            return loss
-        z3 = _rows3_in(_native(z, cdt), axes)
-        tt = _native(t, cdt)
+def _denominator(sp: _XentSpec) -> float:
+    """What "mean" divides by (PyTorch): sum of s_i * w_{y_i} over counted samples."""
+    if sp.soft:
+        return float(sp.n) if sp.sample_weight is None else float(np.sum(sp.sample_weight))
+    lab = sp.labels.reshape(-1)
+    keep = np.ones(lab.shape, bool) if sp.ignore_index is None else lab != sp.ignore_index
+    s = np.ones(lab.shape) if sp.sample_weight is None else sp.sample_weight
+    if sp.weight is None:
+        return float(np.sum(s[keep]))
+    # labels are validated by the kernel; clip only so this gather cannot fail first
+    w = sp.weight.astype(np.float64)[np.clip(lab[keep], 0, max(sp.c - 1, 0))] if sp.c else 0.0
+    return float(np.sum(s[keep] * w))
+
+
+def _run_xent(sp: _XentSpec, grad3, grad_scale: float, row_gscale, want_lse: bool):
+    """Call the kernel; returns (per-sample losses, per-sample lse or None), float64."""
+    axes = (sp.ax,)
+    loss = np.zeros(sp.batch_shape, dtype=np.float64)
+    lse = np.zeros(sp.n, dtype=np.float64) if want_lse else None
+    if sp.n == 0:
+        return loss, lse
+    l2 = loss.reshape(sp.n0, sp.n1)
+    kw = dict(row_scale=sp.sample_weight, row_gscale=row_gscale, class_weight=sp.weight,
+              wsum=sp.wsum, label_smoothing=sp.eps, z_loss=sp.alpha, softcap=sp.cap,
+              lse_out=lse)
+    if sp.soft:
+        if sp.c == 0:
+            if lse is not None:
+                lse.fill(-np.inf)
+            return loss, lse
+        z3 = _rows3_in(_native(sp.z, sp.cdt), axes)
+        tt = _native(sp.t, sp.cdt)
         if grad3 is not None and np.shares_memory(tt, grad3):
             tt = tt.copy()
         t3 = _rows3_in(tt, axes)
-        _core.xent_soft_rows(z3, t3, l2, grad3, grad_scale)
-        return loss
-    lab = _labels_int64(t, c)
-    lab2 = _rows2(lab, n0, n1)
+        _core.xent_soft_rows(z3, t3, l2, grad3, grad_scale, **kw)
+        return loss, lse
+    lab2 = _rows2(sp.labels, sp.n0, sp.n1)
     if lab2 is None:
-        lab2 = np.ascontiguousarray(lab).reshape(n0, n1)
-    use_ignore = ignore_index is not None
-    ig = int(ignore_index) if use_ignore else 0
-    if c == 0:
+        lab2 = np.ascontiguousarray(sp.labels).reshape(sp.n0, sp.n1)
+    use_ignore = sp.ignore_index is not None
+    ig = sp.ignore_index if use_ignore else 0
+    if not (-(2**63) <= ig < 2**63):
+        use_ignore, ig = False, 0          # no int64 label can equal it
+    if sp.c == 0:
         bad = lab2 != ig if use_ignore else np.ones(lab2.shape, bool)
         if bad.any():
             row = int(np.argmax(bad.reshape(-1)))
-            _raise_label(row, int(lab2.reshape(-1)[row]), batch_shape, c)
-        return loss
-    z3 = _rows3_in(_native(z, cdt), axes)
+            _raise_label(row, int(lab2.reshape(-1)[row]), sp.batch_shape, sp.c)
+        return loss, lse
+    z3 = _rows3_in(_native(sp.z, sp.cdt), axes)
     try:
-        _core.xent_labels_rows(z3, lab2, l2, grad3, grad_scale, ig, use_ignore)
+        _core.xent_labels_rows(z3, lab2, l2, grad3, grad_scale, ig, use_ignore, **kw)
     except _core.LabelError as e:
-        _raise_label(e.row, e.value, batch_shape, c)
-    return loss
+        _raise_label(e.row, e.value, sp.batch_shape, sp.c)
+    return loss, lse
 
 
 def _raise_label(row, value, batch_shape, c):
@@ -494,45 +572,91 @@ def _raise_label(row, value, batch_shape, c):
         f"classes (valid labels are 0..{c - 1})") from None
 
 
-def _reduce(loss: np.ndarray, reduction: str, rdt: np.dtype):
-    if reduction == "none":
+def _reduce(loss: np.ndarray, sp: _XentSpec, denom: float):
+    rdt = sp.rdt
+    if sp.reduction == "none":
         return loss.astype(rdt)
     total = float(np.sum(loss))
-    if reduction == "sum":
+    if sp.reduction == "sum":
         return rdt.type(total)
-    return rdt.type(total / loss.size if loss.size else np.nan)
+    return rdt.type(total / denom if denom else np.nan)
 
 
-def cross_entropy(logits, target, *, axis=-1, reduction="mean"):
-    """Softmax cross-entropy loss, ``log(sum_k exp z_k) - z_target``.
+def _finish(sp, loss, lse, denom, return_lse, extra=()):
+    res = _reduce(loss, sp, denom)
+    if return_lse:
+        return (res,) + tuple(extra) + (lse.reshape(sp.batch_shape).astype(sp.rdt),)
+    return (res,) + tuple(extra) if extra else res
 
-    Parameters
-    ----------
+
+_XENT_PARAMS_DOC = """
     logits : array_like
         Unnormalised scores; classes along `axis`.  float32 and float64 are
         kept; float16 is computed in float32; integers in float64.
     target : array_like
-        Either integer class labels (any signed or unsigned integer dtype)
-        with the shape of `logits` without `axis`, or class probabilities
-        (float) with the shape of `logits`; then the loss of a sample is
-        ``-sum_k t_k log softmax(z)_k``.
+        Integer class labels (any signed or unsigned integer dtype) with the
+        shape of `logits` without `axis`, or class probabilities (float) with
+        the shape of `logits`.
     axis : int, optional
         The class axis (default -1).  ``(N, C, d1, ...)`` with ``axis=1`` is
         PyTorch's K-dimensional layout; no copy is made for it.
+    weight : array_like, optional
+        Class weights ``w``, shape ``(C,)``, non-negative (PyTorch's `weight`).
+    sample_weight : array_like, optional
+        Per-sample weights ``s`` (shape of the per-sample loss), non-negative;
+        each sample's loss (z-loss included) is multiplied by ``s_i``.
+    ignore_index : int or None, optional
+        Integer labels equal to it (default -100, as PyTorch) give loss 0 and
+        gradient 0 and do not count in the mean; None disables it.
     reduction : {"mean", "sum", "none"}, optional
-        "none": per-sample losses (shape of `logits` without `axis`); "sum" or
-        "mean" over all samples: a NumPy scalar of the result dtype.  Sums are
-        taken in float64 in a fixed order.
+        "none": per-sample losses; "sum"; "mean": divided by ``sum s_i w_{y_i}``
+        over counted samples (labels) or by ``sum s_i`` (soft targets), as
+        PyTorch.  Sums are taken in float64 in a fixed order.
+    label_smoothing : float, optional
+        ``eps`` in [0, 1].  Labels: ``l = (1-eps) w_y (lse - z_y) +
+        (eps/C) sum_c w_c (lse - z_c)``; soft targets: ``q -> (1-eps) q + eps/C``.
+    z_loss : float, optional
+        ``alpha >= 0``: ``alpha * lse**2`` is added to each counted sample's loss.
+    softcap : float, optional
+        ``c > 0``: logits are replaced by ``c * tanh(z / c)`` first (Gemma 2);
+        the gradient includes ``1 - tanh(z / c)**2``.
+    return_lse : bool, optional
+        Also return the per-sample log-sum-exp (after softcap; 0 for ignored
+        samples), in the result dtype."""
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                  ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
+                  softcap=None, return_lse=False):
+    sp = _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
+                       label_smoothing, z_loss, softcap, "cross_entropy")
+    loss, lse = _run_xent(sp, None, 1.0, None, return_lse)
+    denom = _denominator(sp) if reduction == "mean" else 1.0
+    return _finish(sp, loss, lse, denom, return_lse)
+
+
+cross_entropy.__doc__ = """Softmax cross-entropy loss with PyTorch's options, in one fused C pass.
+
+    Per sample (integer label ``y``, ``lse = log sum_k exp z_k``):
+    ``s * [(1-eps) w_y (lse - z_y) + (eps/C) sum_c w_c (lse - z_c) + alpha lse**2]``.
+
+    Parameters
+    ----------""" + _XENT_PARAMS_DOC + """
 
     Returns
     -------
     loss : ndarray or NumPy scalar
+        Per-sample losses for ``reduction="none"``, else a scalar of the
+        result dtype.
+    lse : ndarray
+        Only with ``return_lse=True``.
 
     Raises
     ------
     ValueError
-        A label outside ``[0, C)`` (the message names its index), a target
-        of the wrong shape, or an unknown `reduction`.
+        A label outside ``[0, C)`` that is not `ignore_index` (the message
+        names its index), a target or weight of the wrong shape, negative or
+        NaN weights, an option out of range, an unknown `reduction`.
     numpy.exceptions.AxisError
         `axis` out of range.
 
@@ -540,64 +664,37 @@ def cross_entropy(logits, target, *, axis=-1, reduction="mean"):
     --------
     >>> import numpy as np, csoftmax
     >>> z = np.array([[2.0, 0.0, 0.0]])
-    >>> float(csoftmax.cross_entropy(z, np.array([0])))  # log(e^2 + 2) - 2
-    0.2395447813...
+    >>> round(float(csoftmax.cross_entropy(z, np.array([0]))), 12)   # log(e^2 + 2) - 2
+    0.239544781366
     """
-    z, t, ax, batch_shape, cdt, rdt, soft = _prepare_xent(
-        logits, target, axis, reduction, "cross_entropy")
-    loss = _run_xent(z, t, ax, batch_shape, cdt, soft, None, 1.0, None, "cross_entropy")
-    return _reduce(loss, reduction, rdt)
 
 
-def cross_entropy_with_grad(logits, target, *, axis=-1, reduction="mean", out=None,
-                            inplace=False):
-    """Softmax cross-entropy loss and its gradient in one fused pass.
-
-    With ``y = softmax(z)`` and target ``t`` (one-hot for labels), the
-    gradient of a sample's loss is ``y - t`` (soft targets:
-    ``sum(t) * y - t``).  "mean" divides the gradient by the number of
-    samples; "none" returns the gradient of the *sum* of the per-sample
-    losses.
-
-    Parameters
-    ----------
-    logits, target, axis, reduction
-        As in :func:`cross_entropy`.
-    out : ndarray, optional
-        Preallocated gradient array (shape of `logits`, result dtype); no
-        allocation happens.  It may be `logits` itself.
-    inplace : bool, optional
-        Write the gradient into `logits` (which must be a writeable
-        floating-point ndarray) and return it.  For float32/float64 logits
-        that are a row view no extra memory is used at all.
-
-    Returns
-    -------
-    loss : ndarray or NumPy scalar
-        As :func:`cross_entropy`.
-    grad : ndarray
-        ``d loss / d logits``; the `out` or `logits` object when given.
-
-    Raises
-    ------
-    ValueError
-        As :func:`cross_entropy`; also `out` of the wrong shape or dtype,
-        `inplace=True` on a read-only or non-float array, or both `out` and
-        `inplace`.  On error neither `out` nor `logits` is modified.
-
-    Examples
-    --------
-    >>> import numpy as np, csoftmax
-    >>> loss, g = csoftmax.cross_entropy_with_grad(np.zeros((1, 4)), np.array([1]))
-    >>> g
-    array([[ 0.25, -0.75,  0.25,  0.25]])
-    """
+def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                            ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                            z_loss=0.0, softcap=None, return_lse=False, grad_scale=1.0,
+                            out=None, inplace=False):
+    name = "cross_entropy_with_grad"
     if inplace and out is not None:
-        raise ValueError("cross_entropy_with_grad: give either out= or inplace=True, not both")
+        raise ValueError(f"{name}: give either out= or inplace=True, not both")
     z_in = logits
-    z, t, ax, batch_shape, cdt, rdt, soft = _prepare_xent(
-        logits, target, axis, reduction, "cross_entropy_with_grad")
-    axes = (ax,)
+    sp = _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
+                       label_smoothing, z_loss, softcap, name)
+    z = sp.z
+    axes = (sp.ax,)
+    # upstream gradient: a scalar, or per sample with reduction="none"
+    gs_arr = None
+    if np.ndim(grad_scale) == 0:
+        gs0 = _opt_float(grad_scale, "grad_scale", name)
+    else:
+        if reduction != "none":
+            raise ValueError(f"{name}: an array grad_scale needs reduction='none' "
+                             f"(for 'sum'/'mean' the loss is a scalar)")
+        gs_arr = np.asarray(grad_scale, dtype=np.float64)
+        if gs_arr.shape != sp.batch_shape:
+            raise ValueError(f"{name}: grad_scale has shape {gs_arr.shape}, expected the "
+                             f"per-sample loss shape {sp.batch_shape}")
+        gs_arr = np.ascontiguousarray(gs_arr).reshape(-1)
+        gs0 = 1.0
     if inplace:
         if not isinstance(z_in, np.ndarray):
             raise ValueError("inplace=True needs logits to be a numpy.ndarray")
@@ -607,28 +704,71 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, reduction="mean", out=No
             raise ValueError(f"inplace=True needs floating-point logits, got {z_in.dtype}")
         out = z_in
     elif out is not None:
-        _check_out(out, z.shape, rdt)
+        _check_out(out, z.shape, sp.rdt)
 
-    n = math.prod(batch_shape)
-    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    denom = _denominator(sp) if reduction == "mean" else 1.0
+    scale = gs0 * ((1.0 / denom if denom else math.nan) if reduction == "mean" else 1.0)
+    row_gscale = gs_arr
+    if sp.sample_weight is not None:
+        row_gscale = sp.sample_weight if gs_arr is None else sp.sample_weight * gs_arr
     grad3 = None
     if out is not None:
         # None when the kernel cannot write `out` directly (not a row view,
         # misaligned, partial overlap): a temporary is used and copied back.
-        grad3 = _direct_target(out, cdt, axes, z)
-    g = out if grad3 is not None else np.empty(z.shape, dtype=cdt)
+        grad3 = _direct_target(out, sp.cdt, axes, z)
+    g = out if grad3 is not None else None
     if grad3 is None:
-        grad3 = _rows3(g, axes)
-    if g.size:
-        loss = _run_xent(z, t, ax, batch_shape, cdt, soft, grad3, scale, None,
-                         "cross_entropy_with_grad")
-    else:
-        loss = _run_xent(z, t, ax, batch_shape, cdt, soft, None, scale, None,
-                         "cross_entropy_with_grad")
+        g, grad3 = _alloc_rows(z.shape, sp.cdt, axes)
+    loss, lse = _run_xent(sp, grad3 if g.size else None, scale, row_gscale, return_lse)
     if out is not None:
         if g is not out:
             np.copyto(out, g, casting="unsafe")
         grad = out
     else:
-        grad = g if rdt == cdt else g.astype(rdt)
-    return _reduce(loss, reduction, rdt), grad
+        grad = g if sp.rdt == sp.cdt else g.astype(sp.rdt)
+    return _finish(sp, loss, lse, denom, return_lse, extra=(grad,))
+
+
+cross_entropy_with_grad.__doc__ = """Softmax cross-entropy loss and its gradient in one fused pass.
+
+    With ``y = softmax(z)`` and a one-hot (or soft) target ``t``, the gradient
+    of one sample's plain loss is ``y - t`` (soft: ``sum(t) * y - t``); the
+    options add ``2 alpha lse y`` (z-loss), the smoothing and weight terms,
+    and the soft-cap chain rule.  The gradient is of the *reduced* loss:
+    "mean" divides by the mean's denominator, and it is multiplied by
+    `grad_scale` (the upstream gradient).
+
+    Parameters
+    ----------""" + _XENT_PARAMS_DOC + """
+    grad_scale : float or array_like, optional
+        Upstream gradient: a scalar, or with ``reduction="none"`` an array of
+        the per-sample loss shape (``grad = sum_i grad_scale_i d l_i / dz``).
+    out : ndarray, optional
+        Preallocated gradient (shape of `logits`, result dtype); may be
+        `logits` itself.  Returned.
+    inplace : bool, optional
+        Write the gradient into `logits` (a writeable floating-point ndarray)
+        and return it: for float32/float64 logits no extra memory is used.
+
+    Returns
+    -------
+    loss : ndarray or NumPy scalar
+    grad : ndarray
+        ``d loss / d logits``: the `out` or `logits` object when given.
+    lse : ndarray
+        Only with ``return_lse=True``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`cross_entropy`; also `out` of the wrong shape or dtype,
+        `inplace=True` on a read-only or non-float array, both `out` and
+        `inplace`.  On any error neither `out` nor `logits` is modified.
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> loss, g = csoftmax.cross_entropy_with_grad(np.zeros((1, 4)), np.array([1]))
+    >>> g
+    array([[ 0.25, -0.75,  0.25,  0.25]])
+    """

@@ -26,6 +26,14 @@ cdef extern from "csoftmax.h" nogil:
         double grad_scale
         int64_t ignore_index
         int use_ignore
+        const double *row_scale
+        const double *row_gscale
+        const void *class_weight
+        double class_weight_sum
+        double label_smoothing
+        double z_loss
+        double softcap
+        double *lse_out
 
     ctypedef enum csm_isa:
         CSM_ISA_SCALAR

@@ -124,13 +124,58 @@ def softmax_rows(const real[:, :, :] x,    # IN  (n0, n1, c)
     _check(st)
 
 
+cdef int _fill_opts(csm_xent_opts *opt, double grad_scale, object row_scale,
+                    object row_gscale, object class_weight, double wsum, double eps,
+                    double alpha, double softcap, object lse_out, Py_ssize_t nrows,
+                    Py_ssize_t c) except -1:
+    """Options struct from Python objects; arrays must be C-contiguous and sized."""
+    cdef const double[::1] rs
+    cdef const double[::1] rg
+    cdef double[::1] lo
+    opt.grad_scale = grad_scale
+    opt.ignore_index = 0
+    opt.use_ignore = 0
+    opt.row_scale = NULL
+    opt.row_gscale = NULL
+    opt.class_weight = NULL
+    opt.class_weight_sum = wsum
+    opt.label_smoothing = eps
+    opt.z_loss = alpha
+    opt.softcap = softcap
+    opt.lse_out = NULL
+    if row_scale is not None:
+        rs = row_scale
+        if rs.shape[0] != nrows:
+            raise ValueError("row_scale has the wrong length")
+        opt.row_scale = &rs[0]
+    if row_gscale is not None:
+        rg = row_gscale
+        if rg.shape[0] != nrows:
+            raise ValueError("row_gscale has the wrong length")
+        opt.row_gscale = &rg[0]
+    if lse_out is not None:
+        lo = lse_out
+        if lo.shape[0] != nrows:
+            raise ValueError("lse_out has the wrong length")
+        opt.lse_out = &lo[0]
+    return 0
+
+
 def xent_labels_rows(const real[:, :, :] z,        # IN  (n0, n1, c) logits
                      const int64_t[:, :] label,    # IN  (n0, n1)
                      double[:, :] loss,            # OUT (n0, n1) per-row loss
                      real[:, :, :] grad,           # OUT (n0, n1, c) or None; may be z
                      double grad_scale,
                      int64_t ignore_index,
-                     bint use_ignore):
+                     bint use_ignore,
+                     row_scale=None,               # IN  (n0*n1,) float64 or None
+                     row_gscale=None,              # IN  (n0*n1,) float64 or None
+                     const real[::1] class_weight=None,   # IN (c,) or None
+                     double wsum=0.0,
+                     double label_smoothing=0.0,
+                     double z_loss=0.0,
+                     double softcap=0.0,
+                     lse_out=None):                # OUT (n0*n1,) float64 or None
     """Fused cross-entropy with integer labels; raises LabelError (nothing written)."""
     cdef csm_shape sh = _shape3(z.shape)
     cdef csm_strides zs = _st3(z.strides, sizeof(real)), gs
@@ -139,9 +184,14 @@ def xent_labels_rows(const real[:, :, :] z,        # IN  (n0, n1, c) logits
     cdef csm_error err
     cdef real *gp = NULL
     cdef int st
-    opt.grad_scale = grad_scale
+    _fill_opts(&opt, grad_scale, row_scale, row_gscale, class_weight, wsum, label_smoothing,
+               z_loss, softcap, lse_out, sh.n0 * sh.n1, sh.c)
     opt.ignore_index = ignore_index
     opt.use_ignore = use_ignore
+    if class_weight is not None:
+        if class_weight.shape[0] != sh.c:
+            raise ValueError("class_weight has the wrong length")
+        opt.class_weight = &class_weight[0]
     err.row = -1
     err.value = 0
     gs.s0 = gs.s1 = gs.sc = 0
@@ -164,7 +214,15 @@ def xent_soft_rows(const real[:, :, :] z,     # IN  (n0, n1, c) logits
                    const real[:, :, :] t,     # IN  (n0, n1, c) target distribution
                    double[:, :] loss,         # OUT (n0, n1)
                    real[:, :, :] grad,        # OUT (n0, n1, c) or None; may be z, not t
-                   double grad_scale):
+                   double grad_scale,
+                   row_scale=None,
+                   row_gscale=None,
+                   const real[::1] class_weight=None,
+                   double wsum=0.0,
+                   double label_smoothing=0.0,
+                   double z_loss=0.0,
+                   double softcap=0.0,
+                   lse_out=None):
     """Fused cross-entropy with soft targets."""
     cdef csm_shape sh = _shape3(z.shape)
     cdef csm_strides zs = _st3(z.strides, sizeof(real)), ts = _st3(t.strides, sizeof(real)), gs
@@ -172,9 +230,12 @@ def xent_soft_rows(const real[:, :, :] z,     # IN  (n0, n1, c) logits
     cdef csm_xent_opts opt
     cdef real *gp = NULL
     cdef int st
-    opt.grad_scale = grad_scale
-    opt.ignore_index = 0
-    opt.use_ignore = 0
+    _fill_opts(&opt, grad_scale, row_scale, row_gscale, class_weight, wsum, label_smoothing,
+               z_loss, softcap, lse_out, sh.n0 * sh.n1, sh.c)
+    if class_weight is not None:
+        if class_weight.shape[0] != sh.c:
+            raise ValueError("class_weight has the wrong length")
+        opt.class_weight = &class_weight[0]
     gs.s0 = gs.s1 = gs.sc = 0
     if grad is not None:
         gs = _st3(grad.strides, sizeof(real))

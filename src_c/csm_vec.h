@@ -220,4 +220,30 @@ CSM_INLINE csm_v_f64 csm_vexp_f64(csm_v_f64 x)
 #undef S_
 }
 
+/*
+ * tanh for the soft-cap: sign(x) * (1 - 2 / (exp(2|x|) + 1)).  Absolute error
+ * a few ULP of 1 (relative accuracy is lost only for |x| << 1, where the
+ * soft-capped logit c * tanh(z / c) needs absolute accuracy anyway);
+ * +-inf -> +-1, NaN -> NaN.
+ */
+CSM_INLINE csm_v_f32 csm_vtanh_f32(csm_v_f32 x)
+{
+    const csm_u_f32 sign = CSM_BITS(csm_u_f32, csm_splat_f32(-0.0f));
+    csm_u_f32 xb = CSM_BITS(csm_u_f32, x);
+    csm_v_f32 ax = CSM_FROMBITS(csm_v_f32, xb & ~sign);
+    csm_v_f32 e = csm_vexp_f32(ax + ax);
+    csm_v_f32 t = csm_splat_f32(1.0f) - csm_splat_f32(2.0f) / (e + csm_splat_f32(1.0f));
+    return CSM_FROMBITS(csm_v_f32, CSM_BITS(csm_u_f32, t) | (xb & sign));
+}
+
+CSM_INLINE csm_v_f64 csm_vtanh_f64(csm_v_f64 x)
+{
+    const csm_u_f64 sign = CSM_BITS(csm_u_f64, csm_splat_f64(-0.0));
+    csm_u_f64 xb = CSM_BITS(csm_u_f64, x);
+    csm_v_f64 ax = CSM_FROMBITS(csm_v_f64, xb & ~sign);
+    csm_v_f64 e = csm_vexp_f64(ax + ax);
+    csm_v_f64 t = csm_splat_f64(1.0) - csm_splat_f64(2.0) / (e + csm_splat_f64(1.0));
+    return CSM_FROMBITS(csm_v_f64, CSM_BITS(csm_u_f64, t) | (xb & sign));
+}
+
 #endif /* CSM_VEC_H */

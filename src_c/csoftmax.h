@@ -48,10 +48,25 @@ typedef struct {
     int64_t value;          /* the bad label */
 } csm_error;
 
+/*
+ * Options of the fused cross-entropy.  Zero-initialise, then set what is used
+ * (grad_scale = 1 is the neutral value; every pointer may be NULL).
+ * Per-row arrays are indexed by the flat row index i0 * n1 + i1.
+ */
 typedef struct {
-    double grad_scale;      /* every gradient row is multiplied by this */
-    int64_t ignore_index;   /* labels equal to it: loss 0, gradient 0, row never read */
-    int use_ignore;         /* 0: every label must be in [0, c) */
+    double grad_scale;          /* every gradient row is multiplied by this */
+    int64_t ignore_index;       /* labels equal to it: loss 0, gradient 0, row never read */
+    int use_ignore;             /* 0: every label must be in [0, c) */
+    const double *row_scale;    /* per-row loss factor (sample weight); NULL = 1 */
+    const double *row_gscale;   /* per-row gradient factor (sample weight x upstream
+                                   gradient); NULL = 1 */
+    const void *class_weight;   /* (c,) contiguous class weights w, of the logits' dtype */
+    double class_weight_sum;    /* sum of w (c when class_weight is NULL) */
+    double label_smoothing;     /* epsilon in [0, 1] */
+    double z_loss;              /* alpha >= 0: alpha * lse^2 added to each sample's loss */
+    double softcap;             /* c > 0: logits replaced by c * tanh(z / c); 0 = off */
+    double *lse_out;            /* per-row log-sum-exp (after softcap); NULL = not wanted;
+                                   0 for ignored rows */
 } csm_xent_opts;
 
 /* ISA tiers; csm_isa_active() reports the one chosen at first use. */
@@ -105,12 +120,16 @@ int csm_log_softmax_f32(csm_shape sh, const float *x, csm_strides xs, float *y, 
 int csm_log_softmax_f64(csm_shape sh, const double *x, csm_strides xs, double *y, csm_strides ys);
 
 /*
- * Fused softmax cross-entropy with integer labels.
- *   loss[row] = log(sum_k exp z_k) - z_T            (double, always written)
- *   grad[row, k] = grad_scale * (softmax(z)_k - [k == T])   (if grad != NULL)
- * grad may alias z exactly (in-place).  Labels are all checked first; on a bad
- * one nothing is written and *err names it.  Ignored rows get loss 0 and a
- * zero gradient and their logits are never read.
+ * Fused softmax cross-entropy with integer labels T, PyTorch's semantics.
+ * With z' = softcap ? c tanh(z / c) : z, lse = log sum_k exp z'_k, class
+ * weights w (default 1, W = sum w), smoothing e, z-loss a, sample weight s:
+ *   loss = s * [(1-e) w_T (lse - z'_T) + (e/C) sum_k w_k (lse - z'_k) + a lse^2]
+ *   grad_k = grad_scale * row_gscale * [A softmax(z')_k - (1-e) w_T [k == T]
+ *            - (e/C) w_k] * dz'_k/dz_k,      A = (1-e) w_T + (e/C) W + 2 a lse
+ * loss is always written (double); grad only if not NULL and may alias z
+ * exactly (in-place).  Labels are all checked first; on a bad one nothing is
+ * written and *err names it.  Ignored rows get loss 0 and a zero gradient and
+ * their logits are never read.
  */
 int csm_xent_labels_f32(csm_shape sh, const float *z, csm_strides zs,
                         const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
@@ -122,10 +141,11 @@ int csm_xent_labels_f64(csm_shape sh, const double *z, csm_strides zs,
                         csm_error *err);
 
 /*
- * Fused softmax cross-entropy with soft targets t (same shape as z).
- *   loss[row] = -sum_k t_k log softmax(z)_k
- *   grad[row, k] = grad_scale * (sum(t) * softmax(z)_k - t_k)
- * grad may alias z exactly; it must not overlap t.
+ * Fused softmax cross-entropy with soft targets q (same shape as z).  With
+ * t = w * ((1-e) q + e/C):
+ *   loss = s * [sum_k t_k (lse - z'_k) + a lse^2]
+ *   grad_k = grad_scale * row_gscale * [(sum t + 2 a lse) softmax(z')_k - t_k] * dz'_k/dz_k
+ * grad may alias z exactly; it must not overlap q.
  */
 int csm_xent_soft_f32(csm_shape sh, const float *z, csm_strides zs,
                       const float *t, csm_strides ts, const csm_xent_opts *opt,

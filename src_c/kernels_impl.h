@@ -55,6 +55,7 @@ typedef CSM_T CSM_H(csm_t);
 #define VMAX CSM_CAT2(csm_max, CSM_SFX)
 #define VIS1 CSM_CAT2(csm_is1, CSM_SFX)
 #define VEXP CSM_CAT2(csm_vexp, CSM_SFX)
+#define VTANH CSM_CAT2(csm_vtanh, CSM_SFX)
 
 /* Load VL elements at stride s (s == 1: one vector load). */
 CSM_INLINE V CSM_H(vload)(const T *p, ptrdiff_t s)
@@ -129,14 +130,52 @@ CSM_INLINE T CSM_H(seg_max)(const T *x, ptrdiff_t xs, ptrdiff_t len)
 }
 
 /*
- * Chunk pass 2: e = exp(x - sh) for len elements; elements equal to m are
- * counted (*cnt) and left out of the sum (*sum).  If store, e goes to y (which
- * may be x).  If soft, also *tsum = sum t and *tz = sum t * (x - sh).
- * Two interleaved accumulator sets; the tail is one padded, masked vector.
+ * Target description for the weighted sums of the cross-entropy:
+ *   t_k = (q ? q_k * qa + qb : qb) * (w ? w_k : 1)
+ * q: soft targets (stride qs), w: class weights (contiguous).
+ */
+typedef struct {
+    const T *q;
+    ptrdiff_t qs;
+    const T *w;
+    T qa, qb;
+} CSM_H(tspec);
+
+/* t for VL elements starting at element k (n < VL: a padded partial load). */
+CSM_INLINE V CSM_H(tload)(const CSM_H(tspec) *tp, ptrdiff_t k, ptrdiff_t n)
+{
+    V t;
+    if (tp->q) {
+        V q = n == VL ? CSM_H(vload)(tp->q + k * tp->qs, tp->qs)
+                      : CSM_H(vload_part)(tp->q + k * tp->qs, tp->qs, n, 0);
+        t = q * VSPLAT(tp->qa) + VSPLAT(tp->qb);
+    } else {
+        t = VSPLAT(tp->qb);
+    }
+    if (tp->w)
+        t = t * (n == VL ? CSM_H(vload)(tp->w + k, 1) : CSM_H(vload_part)(tp->w + k, 1, n, 0));
+    return t;
+}
+
+/* Soft-capped logits c * tanh(v / c), or v itself. */
+CSM_INLINE V CSM_H(vcap)(V v, const int capped, T cap, T icap)
+{
+    return capped ? VSPLAT(cap) * VTANH(v * VSPLAT(icap)) : v;
+}
+
+/*
+ * Chunk pass 2 over len elements (x possibly soft-capped to x'):
+ * e = exp(x' - sh); elements with x' == m are counted (*cnt) and left out of
+ * the sum (*sum).  With store, y receives e -- or x' itself when capped (the
+ * gradient pass recomputes e then, and needs x' for the chain rule); y may
+ * be x.  With soft, *tsum = sum t and *tz = sum t (x' - sh) (tp is offset by
+ * the caller to the chunk start k0; tk0 is that offset).  Two interleaved
+ * accumulator sets; the tail is one padded vector masked out of every sum.
  */
 CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
-                                   const T *t, ptrdiff_t ts, ptrdiff_t len, T sh, T m,
-                                   const int store, const int soft,
+                                   ptrdiff_t len, T sh, T m, const int store,
+                                   const int soft, const CSM_H(tspec) *tp, ptrdiff_t tk0,
+                                   const int capped, T cap, T icap,
                                    double *sum, double *cnt, double *tsum, double *tz)
 {
     const V vsh = VSPLAT(sh), vm = VSPLAT(m), zero = VSPLAT(0);
@@ -145,34 +184,35 @@ CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
     for (; i + 2 * VL <= len; i += 2 * VL) {
         for (int u = 0; u < 2; u++) {
             const ptrdiff_t k = i + u * VL;
-            V v = CSM_H(vload)(x + k * xs, xs);
+            V v = CSM_H(vcap)(CSM_H(vload)(x + k * xs, xs), capped, cap, icap);
             V e = VEXP(v - vsh);
             V is = VIS1(v, vm);
             acc[u] += e - is;
             nm[u] += is;
             if (soft) {
-                V tv = CSM_H(vload)(t + k * ts, ts);
+                V tv = CSM_H(tload)(tp, tk0 + k, VL);
                 ta[u] += tv;
                 tza[u] += tv * (v - vsh);
             }
-            if (store) CSM_H(vstore)(y + k * ys, ys, e);
+            if (store) CSM_H(vstore)(y + k * ys, ys, capped ? v : e);
         }
     }
     for (; i < len; i += VL) {
         const ptrdiff_t n = len - i < VL ? len - i : VL;
         V v = n == VL ? CSM_H(vload)(x + i * xs, xs) : CSM_H(vload_part)(x + i * xs, xs, n, m);
+        v = CSM_H(vcap)(v, capped, cap, icap);
         V e = VEXP(v - vsh);
         V is = VIS1(v, vm);
         acc[0] += CSM_H(vkeep)(e - is, n);
         nm[0] += CSM_H(vkeep)(is, n);
         if (soft) {
-            V tv = n == VL ? CSM_H(vload)(t + i * ts, ts) : CSM_H(vload_part)(t + i * ts, ts, n, 0);
+            V tv = CSM_H(tload)(tp, tk0 + i, n);
             ta[0] += CSM_H(vkeep)(tv, n);
             tza[0] += CSM_H(vkeep)(tv * (v - vsh), n);
         }
         if (store) {
-            if (n == VL) CSM_H(vstore)(y + i * ys, ys, e);
-            else CSM_H(vstore_part)(y + i * ys, ys, n, e);
+            if (n == VL) CSM_H(vstore)(y + i * ys, ys, capped ? v : e);
+            else CSM_H(vstore_part)(y + i * ys, ys, n, capped ? v : e);
         }
     }
     *sum = CSM_H(vsum)(acc[0]) + CSM_H(vsum)(acc[1]);
@@ -180,6 +220,31 @@ CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
     if (soft) {
         *tsum = CSM_H(vsum)(ta[0]) + CSM_H(vsum)(ta[1]);
         *tz = CSM_H(vsum)(tza[0]) + CSM_H(vsum)(tza[1]);
+    }
+}
+
+/*
+ * Gradient pass over len elements of g (holding e, or x' when capped):
+ *   r = (capped ? exp(g - M) : g) * fa - t * kb        (t term only if soft)
+ *   g = capped ? r * (1 - (g / cap)^2) : r
+ */
+CSM_INLINE void CSM_H(seg_grad)(T *g, ptrdiff_t gs, ptrdiff_t len, T fa, const int soft,
+                                 const CSM_H(tspec) *tp, ptrdiff_t tk0, T kb,
+                                 const int capped, T M, T icap)
+{
+    const V vfa = VSPLAT(fa), vkb = VSPLAT(kb), vM = VSPLAT(M), vic = VSPLAT(icap);
+    const V one = VSPLAT(1);
+    for (ptrdiff_t i = 0; i < len; i += VL) {
+        const ptrdiff_t n = len - i < VL ? len - i : VL;
+        V sv = n == VL ? CSM_H(vload)(g + i * gs, gs) : CSM_H(vload_part)(g + i * gs, gs, n, 0);
+        V r = (capped ? VEXP(sv - vM) : sv) * vfa;
+        if (soft) r = r - CSM_H(tload)(tp, tk0 + i, n) * vkb;
+        if (capped) {
+            V u = sv * vic;
+            r = r * (one - u * u);
+        }
+        if (n == VL) CSM_H(vstore)(g + i * gs, gs, r);
+        else CSM_H(vstore_part)(g + i * gs, gs, n, r);
     }
 }
 
@@ -193,23 +258,6 @@ CSM_INLINE void CSM_H(seg_scale)(T *y, ptrdiff_t ys, ptrdiff_t len, T f)
     if (i < len)
         CSM_H(vstore_part)(y + i * ys, ys, len - i,
                            CSM_H(vload_part)(y + i * ys, ys, len - i, 0) * vf);
-}
-
-/* g[k] = g[k] * a - t[k] * b (soft-target gradient). */
-CSM_INLINE void CSM_H(seg_scale_sub)(T *g, ptrdiff_t gs, const T *t, ptrdiff_t ts,
-                                      ptrdiff_t len, T a, T b)
-{
-    const V va = VSPLAT(a), vb = VSPLAT(b);
-    ptrdiff_t i = 0;
-    for (; i + VL <= len; i += VL) {
-        V gv = CSM_H(vload)(g + i * gs, gs), tv = CSM_H(vload)(t + i * ts, ts);
-        CSM_H(vstore)(g + i * gs, gs, gv * va - tv * vb);
-    }
-    if (i < len) {
-        V gv = CSM_H(vload_part)(g + i * gs, gs, len - i, 0);
-        V tv = CSM_H(vload_part)(t + i * ts, ts, len - i, 0);
-        CSM_H(vstore_part)(g + i * gs, gs, len - i, gv * va - tv * vb);
-    }
 }
 
 /* y[k] = (x[k] - M) - L, evaluated in double and rounded once to T. */
@@ -241,11 +289,11 @@ CSM_INLINE void CSM_H(seg_fill)(T *y, ptrdiff_t ys, ptrdiff_t len, T v)
 /* ---- the online row pass ------------------------------------------------- */
 
 typedef struct {
-    double M;           /* row max (ignoring NaN) */
+    double M;           /* row max of x' (ignoring NaN) */
     double cnt;         /* number of elements equal to M */
-    double s;           /* sum over the others of exp(x - M) */
+    double s;           /* sum over the others of exp(x' - M) */
     double tsum;        /* soft: sum of t */
-    double tdot;        /* soft: sum_k t_k (M - x_k) */
+    double tdot;        /* soft: sum_k t_k (M - x'_k) */
     int special;        /* 1: max is +inf (pass stopped early) or -inf */
     int pinf;           /* max is +inf */
     ptrdiff_t K;        /* chunk length */
@@ -253,25 +301,38 @@ typedef struct {
     T cm[CSM_MAXCH];    /* per-chunk max; -inf for an all -inf/NaN chunk */
 } CSM_H(rowst);
 
+/* Max of x' over a chunk: soft-capping is monotonic, so cap the raw max with
+ * the same vector code the elements go through (identical bits). */
+CSM_INLINE T CSM_H(seg_max_cap)(const T *x, ptrdiff_t xs, ptrdiff_t len,
+                                 const int capped, T cap, T icap)
+{
+    T m = xs == 1 ? CSM_H(seg_max)(x, 1, len) : CSM_H(seg_max)(x, xs, len);
+    if (capped) m = CSM_LANE(CSM_H(vcap)(VSPLAT(m), 1, cap, icap), 0);
+    return m;
+}
+
 /*
- * One pass over a row (see Design 3).  With store, y receives exp(x - sh_c)
- * per chunk, to be rescaled by exp(cm[c] - M) / (cnt + s).
+ * One pass over a row (see Design 3).  With store, y receives exp(x' - sh_c)
+ * per chunk (to be rescaled by exp(cm[c] - M) / (cnt + s)), or x' if capped.
  */
-CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
-                                 const T *t, ptrdiff_t ts, ptrdiff_t c,
-                                 const int store, const int soft, CSM_H(rowst) *st)
+CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
+                                 const int store, const int soft, const CSM_H(tspec) *tp,
+                                 const int capped, T cap, CSM_H(rowst) *st)
 {
     ptrdiff_t K = csm_chunk_len(c);
+    const T icap = capped ? (T)1 / cap : (T)0;
     double M = -INFINITY, cnt = 0.0, s = 0.0;
     double ts_c[CSM_MAXCH], tz_c[CSM_MAXCH], sh_c[CSM_MAXCH];
     ptrdiff_t nch = 0;
     st->special = 0;
     st->pinf = 0;
     st->K = K;
+    st->tsum = 0.0;
+    st->tdot = 0.0;
     for (ptrdiff_t k0 = 0; k0 < c; k0 += K, nch++) {
         ptrdiff_t len = c - k0 < K ? c - k0 : K;
         const T *xc = x + k0 * xs;
-        T m = xs == 1 ? CSM_H(seg_max)(xc, 1, len) : CSM_H(seg_max)(xc, xs, len);
+        T m = CSM_H(seg_max_cap)(xc, xs, len, capped, cap, icap);
         if (m == (T)INFINITY) {
             st->special = 1;
             st->pinf = 1;
@@ -281,11 +342,12 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
         T sh = m == -(T)INFINITY ? (T)0 : m;
         double cs, cc, tsv = 0.0, tzv = 0.0;
         T *yc = store ? y + k0 * ys : NULL;
-        const T *tc = soft ? t + k0 * ts : NULL;
-        if (xs == 1 && (!store || ys == 1) && (!soft || ts == 1))
-            CSM_H(seg_expsum)(xc, 1, yc, 1, tc, 1, len, sh, m, store, soft, &cs, &cc, &tsv, &tzv);
+        if (xs == 1 && (!store || ys == 1) && (!soft || !tp->q || tp->qs == 1))
+            CSM_H(seg_expsum)(xc, 1, yc, 1, len, sh, m, store, soft, tp, k0, capped, cap, icap,
+                              &cs, &cc, &tsv, &tzv);
         else
-            CSM_H(seg_expsum)(xc, xs, yc, ys, tc, ts, len, sh, m, store, soft, &cs, &cc, &tsv, &tzv);
+            CSM_H(seg_expsum)(xc, xs, yc, ys, len, sh, m, store, soft, tp, k0, capped, cap, icap,
+                              &cs, &cc, &tsv, &tzv);
         st->cm[nch] = m;
         sh_c[nch] = (double)sh;
         if (soft) { ts_c[nch] = tsv; tz_c[nch] = tzv; }
@@ -294,7 +356,11 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
             cs = cs + cc;
             cc = 0.0;
         }
-        if (md > M) {
+        if (nch == 0) {
+            s = cs;
+            cnt = cc;
+            M = md;
+        } else if (md > M) {
             s = cs + (cnt + s) * exp(M - md);
             cnt = cc;
             M = md;
@@ -363,7 +429,7 @@ int CSM_FN(csm_logsumexp)(csm_shape sh, const T *x, csm_strides xs, T *lse, csm_
             out = -INFINITY;
         } else {
             CSM_H(rowst) st;
-            CSM_H(row_pass)(xr, xs.sc, NULL, 0, NULL, 0, c, 0, 0, &st);
+            CSM_H(row_pass)(xr, xs.sc, NULL, 0, c, 0, 0, NULL, 0, 0, &st);
             if (st.special) {
                 if (CSM_H(row_has_nan)(xr, xs.sc, c)) out = NAN;
                 else out = st.pinf ? INFINITY : -INFINITY;
@@ -446,7 +512,7 @@ int CSM_FN(csm_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_stri
         const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
         T *yr = y + i0 * ys.s0 + i1 * ys.s1;
         CSM_H(rowst) st;
-        CSM_H(row_pass)(xr, xs.sc, yr, ys.sc, NULL, 0, c, 1, 0, &st);
+        CSM_H(row_pass)(xr, xs.sc, yr, ys.sc, c, 1, 0, NULL, 0, 0, &st);
         if (st.special) {
             CSM_H(seg_fill)(yr, ys.sc, c, (T)NAN);
             continue;
@@ -473,7 +539,7 @@ int CSM_FN(csm_log_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_
         const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
         T *yr = y + i0 * ys.s0 + i1 * ys.s1;
         CSM_H(rowst) st;
-        CSM_H(row_pass)(xr, xs.sc, NULL, 0, NULL, 0, c, 0, 0, &st);
+        CSM_H(row_pass)(xr, xs.sc, NULL, 0, c, 0, 0, NULL, 0, 0, &st);
         if (st.special) {
             /* SciPy: shift 0; tmp - log(sum(exp(tmp))).  With the max -inf every
              * entry is -inf - (-inf) or NaN; with +inf the sum is +inf, giving
@@ -492,7 +558,99 @@ int CSM_FN(csm_log_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_
     return CSM_OK;
 }
 
-/* ---- cross-entropy, integer labels --------------------------------------------- */
+/* ---- cross-entropy ------------------------------------------------------------- */
+
+/*
+ * One cross-entropy row, labels (tgt >= 0) or soft targets (tp->q != NULL).
+ * Writes *lr (loss), lse_out[r] if wanted, and the gradient row if gr.
+ */
+CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc,
+                                 ptrdiff_t c, ptrdiff_t tgt, const CSM_H(tspec) *tp,
+                                 const int smooth, const int capped, const csm_xent_opts *opt,
+                                 double rscale, double gscale, double *lr, double *lse_out)
+{
+    const T cap = capped ? (T)opt->softcap : (T)0;
+    const T icap = capped ? (T)1 / cap : (T)0;
+    const int labels = tgt >= 0;
+    const int soft = !labels || smooth;     /* needs the weighted sums */
+    const double eps = opt->label_smoothing, alpha = opt->z_loss;
+    const T *w = (const T *)opt->class_weight;
+    /* z'_T, read before gr may overwrite it */
+    double zt = 0.0, wt = 1.0;
+    if (labels) {
+        V vt = CSM_H(vload_part)(zr + tgt * zsc, 1, 1, 0);
+        zt = (double)CSM_LANE(CSM_H(vcap)(vt, capped, cap, icap), 0);
+        wt = w ? (double)w[tgt] : 1.0;
+    }
+    CSM_H(rowst) st;
+    CSM_H(row_pass)(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft, tp, capped, cap, &st);
+    if (st.special) {
+        /* -log_softmax[T] with SciPy/PyTorch special values (only without
+         * soft-capping, which maps every infinity to a finite value) */
+        int nan = CSM_H(row_has_nan)(zr, zsc, c);
+        if (gr) {
+            /* chunks already processed hold exp(z - m): a NaN of z survives
+             * there (needed when gr is z); the rest of gr is not ours to read */
+            ptrdiff_t done = st.nch * st.K < c ? st.nch * st.K : c;
+            nan = nan || CSM_H(row_has_nan)(gr, gsc, done);
+            CSM_H(seg_fill)(gr, gsc, c, (T)NAN);
+        }
+        if (labels && !smooth)
+            *lr = (nan || !st.pinf || zt == INFINITY) ? NAN : INFINITY;
+        else
+            *lr = NAN;
+        *lr *= rscale;
+        if (lse_out) *lse_out = nan ? NAN : (st.pinf ? INFINITY : -INFINITY);
+        return;
+    }
+    const double stot = st.cnt + st.s;
+    const double L = log1p((st.cnt - 1.0) + st.s);
+    const double lse = st.M + L;
+    if (lse_out) *lse_out = lse;
+    double loss, A, kb;
+    if (labels) {
+        const double W = opt->class_weight_sum;
+        loss = (1.0 - eps) * wt * ((st.M - zt) + L);
+        if (smooth) loss += eps / (double)c * (st.tdot + W * L);
+        A = (1.0 - eps) * wt + (smooth ? eps / (double)c * W : 0.0);
+        kb = smooth ? eps / (double)c : 0.0;
+    } else {
+        loss = st.tdot + st.tsum * L;
+        A = st.tsum;
+        kb = 1.0;
+    }
+    if (alpha != 0.0) {
+        loss += alpha * lse * lse;
+        A += 2.0 * alpha * lse;
+    }
+    *lr = rscale * loss;
+    if (!gr) return;
+    const double g0 = opt->grad_scale * gscale;
+    const T tkb = (T)(g0 * kb);
+    if (capped) {
+        T fa = (T)(g0 * A / stot);
+        if (gsc == 1) CSM_H(seg_grad)(gr, 1, c, fa, soft, tp, 0, tkb, 1, (T)st.M, icap);
+        else CSM_H(seg_grad)(gr, gsc, c, fa, soft, tp, 0, tkb, 1, (T)st.M, icap);
+    } else {
+        for (ptrdiff_t q = 0; q < st.nch; q++) {
+            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+            T fa = (T)(exp((double)st.cm[q] - st.M) * (g0 * A / stot));
+            if (gsc == 1) CSM_H(seg_grad)(gr + k0, 1, len, fa, soft, tp, k0, tkb, 0, 0, 0);
+            else CSM_H(seg_grad)(gr + k0 * gsc, gsc, len, fa, soft, tp, k0, tkb, 0, 0, 0);
+        }
+    }
+    if (labels) {
+        /* g_T = g0 [A (y_T - 1) + A - (1-e) w_T - (e/C) w_T] * chain, with
+         * y_T - 1 = (e_T - stot) / stot formed without cancellation */
+        double num = zt == st.M ? -((st.cnt - 1.0) + st.s) : exp(zt - st.M) - stot;
+        double gt = A * (num / stot) + (A - (1.0 - eps) * wt - kb * wt);
+        if (capped) {
+            double u = zt / (double)cap;
+            gt *= 1.0 - u * u;
+        }
+        gr[tgt * gsc] = (T)(g0 * gt);
+    }
+}
 
 int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
                             const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
@@ -513,55 +671,29 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
             return CSM_ERR_LABEL;
         }
     }
-    const double gscale = opt->grad_scale;
+    const int smooth = opt->label_smoothing != 0.0;
+    const int capped = opt->softcap > 0.0;
+    CSM_H(tspec) tp = {NULL, 0, (const T *)opt->class_weight, 0, 1};
     CSM_PARALLEL_FOR(nrows, nrows * c)
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
-        const T *zr = z + i0 * zs.s0 + i1 * zs.s1;
         T *gr = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
         double *lr = loss + i0 * ls.s0 + i1 * ls.s1;
         int64_t lab = label[i0 * lbs.s0 + i1 * lbs.s1];
         if (use_ig && lab == ig) {
             *lr = 0.0;
+            if (opt->lse_out) opt->lse_out[r] = 0.0;
             if (gr) CSM_H(seg_fill)(gr, gs.sc, c, (T)0);
             continue;
         }
-        const ptrdiff_t tgt = (ptrdiff_t)lab;
-        const double zt = (double)zr[tgt * zs.sc];   /* read before gr may overwrite it */
-        CSM_H(rowst) st;
-        CSM_H(row_pass)(zr, zs.sc, gr, gr ? gs.sc : 0, NULL, 0, c, gr != NULL, 0, &st);
-        if (st.special) {
-            /* -log_softmax[T] with SciPy/PyTorch special values */
-            int nan = CSM_H(row_has_nan)(zr, zs.sc, c);
-            if (gr) {
-                /* chunks already processed hold exp(z - m): a NaN of z survives
-                 * there (needed when gr is z); the rest of gr is not ours to read */
-                ptrdiff_t done = st.nch * st.K < c ? st.nch * st.K : c;
-                nan = nan || CSM_H(row_has_nan)(gr, gs.sc, done);
-                CSM_H(seg_fill)(gr, gs.sc, c, (T)NAN);
-            }
-            *lr = (nan || !st.pinf || zt == INFINITY) ? NAN : INFINITY;
-            continue;
-        }
-        const double stot = st.cnt + st.s;
-        const double L = log1p((st.cnt - 1.0) + st.s);
-        *lr = (st.M - zt) + L;
-        if (!gr) continue;
-        const double inv = gscale / stot;
-        for (ptrdiff_t q = 0; q < st.nch; q++) {
-            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
-            T f = (T)(exp((double)st.cm[q] - st.M) * inv);
-            if (gs.sc == 1) CSM_H(seg_scale)(gr + k0, 1, len, f);
-            else CSM_H(seg_scale)(gr + k0 * gs.sc, gs.sc, len, f);
-        }
-        /* softmax_T - 1 without cancellation: (e_T - stot) / stot */
-        double num = zt == st.M ? -((st.cnt - 1.0) + st.s) : exp(zt - st.M) - stot;
-        gr[tgt * gs.sc] = (T)(gscale * (num / stot));
+        const double rs = opt->row_scale ? opt->row_scale[r] : 1.0;
+        const double rg = opt->row_gscale ? opt->row_gscale[r] : 1.0;
+        CSM_H(xent_row)(z + i0 * zs.s0 + i1 * zs.s1, zs.sc, gr, gs.sc, c, (ptrdiff_t)lab, &tp,
+                        smooth, capped, opt, rs, rg, lr,
+                        opt->lse_out ? opt->lse_out + r : NULL);
     }
     return CSM_OK;
 }
-
-/* ---- cross-entropy, soft targets ------------------------------------------------- */
 
 int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
                           const T *t, csm_strides ts, const csm_xent_opts *opt,
@@ -569,35 +701,24 @@ int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
 {
     if (CSM_H(bad_shape)(sh) || !opt) return CSM_ERR_ARG;
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
-    const double gscale = opt->grad_scale;
+    const int capped = opt->softcap > 0.0;
+    const double eps = opt->label_smoothing;
     CSM_PARALLEL_FOR(nrows, nrows * c)
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
-        const T *zr = z + i0 * zs.s0 + i1 * zs.s1;
-        const T *tr = t + i0 * ts.s0 + i1 * ts.s1;
         T *gr = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
         double *lr = loss + i0 * ls.s0 + i1 * ls.s1;
-        if (c == 0) { *lr = 0.0; continue; }
-        CSM_H(rowst) st;
-        CSM_H(row_pass)(zr, zs.sc, gr, gr ? gs.sc : 0, tr, ts.sc, c, gr != NULL, 1, &st);
-        if (st.special) {
-            *lr = NAN;
-            if (gr) CSM_H(seg_fill)(gr, gs.sc, c, (T)NAN);
+        const double rs = opt->row_scale ? opt->row_scale[r] : 1.0;
+        const double rg = opt->row_gscale ? opt->row_gscale[r] : 1.0;
+        if (c == 0) {
+            *lr = 0.0;
+            if (opt->lse_out) opt->lse_out[r] = -INFINITY;
             continue;
         }
-        const double stot = st.cnt + st.s;
-        const double L = log1p((st.cnt - 1.0) + st.s);
-        *lr = st.tdot + st.tsum * L;
-        if (!gr) continue;
-        const T tb = (T)gscale;
-        for (ptrdiff_t q = 0; q < st.nch; q++) {
-            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
-            T a = (T)(gscale * st.tsum * exp((double)st.cm[q] - st.M) / stot);
-            if (gs.sc == 1 && ts.sc == 1)
-                CSM_H(seg_scale_sub)(gr + k0, 1, tr + k0, 1, len, a, tb);
-            else
-                CSM_H(seg_scale_sub)(gr + k0 * gs.sc, gs.sc, tr + k0 * ts.sc, ts.sc, len, a, tb);
-        }
+        CSM_H(tspec) tp = {t + i0 * ts.s0 + i1 * ts.s1, ts.sc, (const T *)opt->class_weight,
+                           (T)(1.0 - eps), (T)(eps / (double)c)};
+        CSM_H(xent_row)(z + i0 * zs.s0 + i1 * zs.s1, zs.sc, gr, gs.sc, c, -1, &tp, 0, capped,
+                        opt, rs, rg, lr, opt->lse_out ? opt->lse_out + r : NULL);
     }
     return CSM_OK;
 }
@@ -617,6 +738,7 @@ void CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
 #undef VMAX
 #undef VIS1
 #undef VEXP
+#undef VTANH
 #undef CSM_IS_F32
 #undef CSM_ROW_INDEX
 #undef CSM_PARALLEL_FOR
