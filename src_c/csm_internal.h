@@ -32,6 +32,13 @@ static inline ptrdiff_t csm_chunk_len(ptrdiff_t c)
     return k < CSM_MINCHUNK ? CSM_MINCHUNK : k;
 }
 
+/* exp(a - b) for the per-chunk rescale factors; the common a == b case (a
+ * single chunk, or the chunk holding the max) skips the libm call. */
+static inline double csm_expdiff(double a, double b)
+{
+    return a == b ? 1.0 : exp(a - b);
+}
+
 /* Rows * classes above which the row loop is split over OpenMP threads. */
 #define CSM_PAR_MIN ((ptrdiff_t)1 << 17)
 

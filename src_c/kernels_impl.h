@@ -69,9 +69,21 @@ CSM_INLINE V CSM_H(vload)(const T *p, ptrdiff_t s)
     return v;
 }
 
+#define VLMASK CSM_CAT2(csm_lanemask, CSM_SFX)
+#if CSM_HAVE_MASKED
+#  define VMLOAD CSM_CAT2(csm_mload, CSM_SFX)
+#  define VMSTORE CSM_CAT2(csm_mstore, CSM_SFX)
+#endif
+
 /* Load n < VL elements; the other lanes get pad. */
 CSM_INLINE V CSM_H(vload_part)(const T *p, ptrdiff_t s, ptrdiff_t n, T pad)
 {
+#if CSM_HAVE_MASKED
+    if (s == 1) {
+        U m = VLMASK(n);
+        return CSM_FROMBITS(V, (CSM_BITS(U, VMLOAD(p, n)) & m) | (CSM_BITS(U, VSPLAT(pad)) & ~m));
+    }
+#endif
     V v = VSPLAT(pad);
     for (ptrdiff_t j = 0; j < n; j++) CSM_LANE(v, j) = p[j * s];
     return v;
@@ -88,15 +100,19 @@ CSM_INLINE void CSM_H(vstore)(T *p, ptrdiff_t s, V v)
 
 CSM_INLINE void CSM_H(vstore_part)(T *p, ptrdiff_t s, ptrdiff_t n, V v)
 {
+#if CSM_HAVE_MASKED
+    if (s == 1) {
+        VMSTORE(p, n, v);
+        return;
+    }
+#endif
     for (ptrdiff_t j = 0; j < n; j++) p[j * s] = CSM_LANE(v, j);
 }
 
 /* Lanes n.. set to +0 (bitwise, so a NaN or inf there vanishes too). */
 CSM_INLINE V CSM_H(vkeep)(V v, ptrdiff_t n)
 {
-    U m = CSM_BITS(U, VSPLAT(0));
-    for (ptrdiff_t j = 0; j < n; j++) CSM_LANE(m, j) = ~CSM_LANE(m, j);
-    return CSM_FROMBITS(V, CSM_BITS(U, v) & m);
+    return CSM_FROMBITS(V, CSM_BITS(U, v) & VLMASK(n));
 }
 
 /* Sum of the lanes in a fixed pairwise order, in double. */
@@ -414,30 +430,146 @@ static int CSM_H(bad_shape)(csm_shape sh)
     return sh.n0 < 0 || sh.n1 < 0 || sh.c < 0;
 }
 
+/* ---- short rows: one row per lane ---------------------------------------------- */
+/*
+ * For c <= CSM_TILE_MAXC with a contiguous class axis, VL rows are processed
+ * together, row j in lane j ("transposed"): the per-row overhead of the chunked
+ * pass (lane reductions, scalar log1p) is paid once per VL rows.  Each row's
+ * sum is accumulated in double, element by element, and finished with the
+ * vector log1p.  Tiles holding a row whose max is not finite go to the row path.
+ */
+#define CSM_TILE_MAXC 32
+#if CSM_GNU_VEC
+#  define CSM_TILES 1
+#  if CSM_IS_F32
+typedef csm_v_f32w CSM_H(dvec);
+#    define CSM_WIDEN_T(v) CSM_WIDEN_f32(v)
+#    define CSM_NARROW_T(d) CSM_NARROW_f32(d)
+#  else
+typedef csm_v_f64 CSM_H(dvec);
+#    define CSM_WIDEN_T(v) (v)
+#    define CSM_NARROW_T(d) (d)
+#  endif
+#  define D CSM_H(dvec)
+
+CSM_INLINE D CSM_H(dsplat)(double v)
+{
+    D d;
+    for (int j = 0; j < VL; j++) d[j] = v;
+    return d;
+}
+
+CSM_INLINE D CSM_H(dlog1p)(D s)
+{
+#  if CSM_IS_F32
+    csm_v_f64 h[2];
+    memcpy(h, &s, sizeof s);
+    h[0] = csm_vlog1p_f64(h[0]);
+    h[1] = csm_vlog1p_f64(h[1]);
+    memcpy(&s, h, sizeof s);
+    return s;
+#  else
+    return csm_vlog1p_f64(s);
+#  endif
+}
+
+/*
+ * Shared part of a tile: X[k] (lane j = row j, element k), M = row max,
+ * acc = sum exp(x - M) over x != M (double), cnt = count of x == M.  E[k] gets
+ * exp(X[k] - M) when E is not NULL.  Returns 0 if some lane's max is +-inf.
+ */
+CSM_INLINE int CSM_H(tile_core)(const T *const *p, ptrdiff_t c, V *E, V *Mo, D *acc, D *cnt)
+{
+    V X[CSM_TILE_MAXC];
+    V M = VSPLAT(-(T)INFINITY);
+    for (ptrdiff_t k = 0; k < c; k++) {
+        V v;
+        for (int j = 0; j < VL; j++) v[j] = p[j][k];
+        X[k] = v;
+        M = VMAX(v, M);
+    }
+    int ok = 1;
+    for (int j = 0; j < VL; j++) ok &= (M[j] > -(T)INFINITY) & (M[j] < (T)INFINITY);
+    if (!ok) return 0;
+    D a = CSM_H(dsplat)(0.0), n = a;
+    for (ptrdiff_t k = 0; k < c; k++) {
+        V e = VEXP(X[k] - M);
+        V is = VIS1(X[k], M);
+        a += CSM_WIDEN_T(e - is);
+        n += CSM_WIDEN_T(is);
+        if (E) E[k] = e;
+    }
+    *Mo = M;
+    *acc = a;
+    *cnt = n;
+    return 1;
+}
+
+/* Row pointers of the VL rows r0.. of a batch. */
+CSM_INLINE void CSM_H(tile_rows)(const T *x, csm_shape sh, csm_strides xs, ptrdiff_t r0,
+                                  const T **p)
+{
+    for (int j = 0; j < VL; j++) {
+        ptrdiff_t r = r0 + j;
+        ptrdiff_t i0 = sh.n1 == 1 ? r : r / sh.n1, i1 = sh.n1 == 1 ? 0 : r % sh.n1;
+        p[j] = x + i0 * xs.s0 + i1 * xs.s1;
+    }
+}
+#else
+#  define CSM_TILES 0
+#endif
+
 /* ---- logsumexp -------------------------------------------------------------- */
+
+/* log-sum-exp of one row through the chunked pass. */
+static double CSM_H(lse_row)(const T *xr, ptrdiff_t xsc, ptrdiff_t c)
+{
+    if (c == 0) return -INFINITY;
+    CSM_H(rowst) st;
+    CSM_H(row_pass)(xr, xsc, NULL, 0, c, 0, 0, NULL, 0, 0, &st);
+    if (st.special) {
+        if (CSM_H(row_has_nan)(xr, xsc, c)) return NAN;
+        return st.pinf ? INFINITY : -INFINITY;
+    }
+    return st.M + log1p((st.cnt - 1.0) + st.s);
+}
 
 int CSM_FN(csm_logsumexp)(csm_shape sh, const T *x, csm_strides xs, T *lse, csm_strides ls)
 {
     if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
-    CSM_PARALLEL_FOR(nrows, nrows * c)
-    for (ptrdiff_t r = 0; r < nrows; r++) {
-        CSM_ROW_INDEX(r, sh, i0, i1);
-        const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
-        double out;
-        if (c == 0) {
-            out = -INFINITY;
-        } else {
-            CSM_H(rowst) st;
-            CSM_H(row_pass)(xr, xs.sc, NULL, 0, c, 0, 0, NULL, 0, 0, &st);
-            if (st.special) {
-                if (CSM_H(row_has_nan)(xr, xs.sc, c)) out = NAN;
-                else out = st.pinf ? INFINITY : -INFINITY;
+    ptrdiff_t done = 0;
+#if CSM_TILES
+    if (c >= 1 && c <= CSM_TILE_MAXC && xs.sc == 1 && nrows >= VL) {
+        const ptrdiff_t ntiles = nrows / VL;
+        CSM_PARALLEL_FOR(ntiles, nrows * c)
+        for (ptrdiff_t tI = 0; tI < ntiles; tI++) {
+            const T *p[VL];
+            const ptrdiff_t r0 = tI * VL;
+            CSM_H(tile_rows)(x, sh, xs, r0, p);
+            V M;
+            D acc, cnt;
+            if (CSM_H(tile_core)(p, c, NULL, &M, &acc, &cnt)) {
+                D out = CSM_WIDEN_T(M) + CSM_H(dlog1p)((cnt - 1.0) + acc);
+                for (int j = 0; j < VL; j++) {
+                    CSM_ROW_INDEX(r0 + j, sh, i0, i1);
+                    lse[i0 * ls.s0 + i1 * ls.s1] = (T)out[j];
+                }
             } else {
-                out = st.M + log1p((st.cnt - 1.0) + st.s);
+                for (int j = 0; j < VL; j++) {
+                    CSM_ROW_INDEX(r0 + j, sh, i0, i1);
+                    lse[i0 * ls.s0 + i1 * ls.s1] = (T)CSM_H(lse_row)(p[j], 1, c);
+                }
             }
         }
-        lse[i0 * ls.s0 + i1 * ls.s1] = (T)out;
+        done = ntiles * VL;
+    }
+#endif
+    CSM_PARALLEL_FOR(nrows - done, (nrows - done) * c)
+    for (ptrdiff_t r = done; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
+        lse[i0 * ls.s0 + i1 * ls.s1] = (T)CSM_H(lse_row)(xr, xs.sc, c);
     }
     return CSM_OK;
 }
@@ -520,7 +652,7 @@ int CSM_FN(csm_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_stri
         double inv = 1.0 / (st.cnt + st.s);
         for (ptrdiff_t q = 0; q < st.nch; q++) {
             ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
-            T f = (T)(exp((double)st.cm[q] - st.M) * inv);
+            T f = (T)(csm_expdiff((double)st.cm[q], st.M) * inv);
             if (ys.sc == 1) CSM_H(seg_scale)(yr + k0, 1, len, f);
             else CSM_H(seg_scale)(yr + k0 * ys.sc, ys.sc, len, f);
         }
@@ -634,7 +766,7 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
     } else {
         for (ptrdiff_t q = 0; q < st.nch; q++) {
             ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
-            T fa = (T)(exp((double)st.cm[q] - st.M) * (g0 * A / stot));
+            T fa = (T)(csm_expdiff((double)st.cm[q], st.M) * (g0 * A / stot));
             if (gsc == 1) CSM_H(seg_grad)(gr + k0, 1, len, fa, soft, tp, k0, tkb, 0, 0, 0);
             else CSM_H(seg_grad)(gr + k0 * gsc, gsc, len, fa, soft, tp, k0, tkb, 0, 0, 0);
         }
@@ -674,8 +806,82 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
     const int smooth = opt->label_smoothing != 0.0;
     const int capped = opt->softcap > 0.0;
     CSM_H(tspec) tp = {NULL, 0, (const T *)opt->class_weight, 0, 1};
-    CSM_PARALLEL_FOR(nrows, nrows * c)
-    for (ptrdiff_t r = 0; r < nrows; r++) {
+    ptrdiff_t done = 0;
+#if CSM_TILES
+    if (c >= 1 && c <= CSM_TILE_MAXC && zs.sc == 1 && (!grad || gs.sc == 1) && nrows >= VL &&
+        !smooth && !capped && !opt->class_weight && opt->z_loss == 0.0) {
+        const ptrdiff_t ntiles = nrows / VL;
+        static const T zero_row[CSM_TILE_MAXC];
+        CSM_PARALLEL_FOR(ntiles, nrows * c)
+        for (ptrdiff_t tI = 0; tI < ntiles; tI++) {
+            const ptrdiff_t r0 = tI * VL;
+            const T *p[VL];
+            T *g[VL];
+            int64_t lab[VL];
+            int skip[VL];
+            CSM_H(tile_rows)(z, sh, zs, r0, p);
+            if (grad) CSM_H(tile_rows)(grad, sh, gs, r0, (const T **)g);
+            D zt = CSM_H(dsplat)(0.0);
+            for (int j = 0; j < VL; j++) {
+                CSM_ROW_INDEX(r0 + j, sh, i0, i1);
+                lab[j] = label[i0 * lbs.s0 + i1 * lbs.s1];
+                skip[j] = use_ig && lab[j] == ig;
+                if (skip[j]) p[j] = zero_row;          /* ignored rows are never read */
+                else zt[j] = (double)p[j][lab[j]];
+            }
+            V M, E[CSM_TILE_MAXC];
+            D acc, cnt;
+            if (!CSM_H(tile_core)(p, c, grad ? E : NULL, &M, &acc, &cnt)) {
+                for (int j = 0; j < VL; j++) {
+                    const ptrdiff_t r = r0 + j;
+                    CSM_ROW_INDEX(r, sh, i0, i1);
+                    double *lr = loss + i0 * ls.s0 + i1 * ls.s1;
+                    if (skip[j]) {
+                        *lr = 0.0;
+                        if (opt->lse_out) opt->lse_out[r] = 0.0;
+                        if (grad) CSM_H(seg_fill)(g[j], 1, c, (T)0);
+                        continue;
+                    }
+                    CSM_H(xent_row)(p[j], 1, grad ? g[j] : NULL, 1, c, (ptrdiff_t)lab[j], &tp,
+                                    0, 0, opt, opt->row_scale ? opt->row_scale[r] : 1.0,
+                                    opt->row_gscale ? opt->row_gscale[r] : 1.0, lr,
+                                    opt->lse_out ? opt->lse_out + r : NULL);
+                }
+                continue;
+            }
+            const D Md = CSM_WIDEN_T(M);
+            const D L = CSM_H(dlog1p)((cnt - 1.0) + acc);
+            const D stot = cnt + acc;
+            D gf = CSM_H(dsplat)(opt->grad_scale);
+            for (int j = 0; j < VL; j++) {
+                const ptrdiff_t r = r0 + j;
+                CSM_ROW_INDEX(r, sh, i0, i1);
+                const double rs = opt->row_scale ? opt->row_scale[r] : 1.0;
+                if (opt->row_gscale) gf[j] *= opt->row_gscale[r];
+                if (skip[j]) gf[j] = 0.0;
+                loss[i0 * ls.s0 + i1 * ls.s1] = skip[j] ? 0.0 : rs * ((Md[j] - zt[j]) + L[j]);
+                if (opt->lse_out) opt->lse_out[r] = skip[j] ? 0.0 : Md[j] + L[j];
+            }
+            if (!grad) continue;
+            const V F = CSM_NARROW_T(gf / stot);
+            for (ptrdiff_t k = 0; k < c; k++) {
+                V gk = E[k] * F;
+                for (int j = 0; j < VL; j++) g[j][k] = gk[j];
+            }
+            /* the target entry: g0 (y_T - 1) with y_T - 1 = (e_T - stot) / stot */
+            for (int j = 0; j < VL; j++) {
+                if (skip[j]) continue;
+                const ptrdiff_t tg = (ptrdiff_t)lab[j];
+                double num = zt[j] == Md[j] ? -((cnt[j] - 1.0) + acc[j])
+                                            : (double)E[tg][j] - stot[j];
+                g[j][tg] = (T)(gf[j] * (num / stot[j]));
+            }
+        }
+        done = ntiles * VL;
+    }
+#endif
+    CSM_PARALLEL_FOR(nrows - done, (nrows - done) * c)
+    for (ptrdiff_t r = done; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
         T *gr = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
         double *lr = loss + i0 * ls.s0 + i1 * ls.s1;
@@ -738,8 +944,15 @@ void CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
 #undef VMAX
 #undef VIS1
 #undef VEXP
+#undef VLMASK
+#undef VMLOAD
+#undef VMSTORE
 #undef VTANH
 #undef CSM_IS_F32
+#undef D
+#undef CSM_WIDEN_T
+#undef CSM_NARROW_T
+#undef CSM_TILES
 #undef CSM_ROW_INDEX
 #undef CSM_PARALLEL_FOR
 #undef CSM_PRAGMA_

@@ -1,0 +1,427 @@
+"""Pure-NumPy reference implementations of the csoftmax functions.
+
+This module is the test oracle for the C kernels.  It is written for clarity,
+not speed, and shares no code with the compiled extension:
+
+* every input is cast to float64 and every floating result is float64,
+  whatever the input dtype (so a float32 or float16 input is evaluated
+  exactly as its float64 value);
+* ``logsumexp``, ``softmax`` and ``log_softmax`` reproduce the results of
+  ``scipy.special`` (including the handling of NaN / +-inf), using the same
+  algorithms;
+* the cross-entropy functions are defined through ``log_softmax``: the loss of
+  a row ``z`` with label ``k`` is ``-log_softmax(z)[k]``, its gradient is
+  ``softmax(z) - onehot(k)``; for a soft target ``t`` (probabilities with the
+  shape of the logits) the loss is ``-sum_k t_k * log_softmax(z)_k`` and the
+  gradient is ``sum(t) * softmax(z) - t``.  The options (class and sample
+  weights, ignore_index, label smoothing, z-loss, soft-capping) follow
+  PyTorch's ``F.cross_entropy`` formulas, written out in ``_cross_entropy``.
+* ``log_softmax`` uses the log1p form for rows with a finite maximum, so the
+  reference is accurate where one entry dominates (SciPy's formula is not).
+
+Deliberate choices where SciPy has nothing sensible to copy:
+
+* ``softmax`` / ``log_softmax`` of an array with no elements return an empty
+  float64 array of the same shape (SciPy raises from ``np.max``).
+* ``logsumexp`` of an empty reduction returns ``-inf`` with sign ``-1``, which
+  is what SciPy returns (its empty-input branch takes ``sign(-inf)``).
+* complex, bool and object inputs raise ``TypeError`` (csoftmax rejects them).
+"""
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
+
+__all__ = [
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "cross_entropy_with_grad",
+]
+
+_REDUCTIONS = ("none", "sum", "mean")
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+def _as_float64(x, what="input"):
+    """Return ``x`` as a float64 ndarray (a copy; the caller's data is never
+    touched).  Only real integer and real floating inputs are accepted."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{what} must have a real integer or floating dtype, "
+            f"got {arr.dtype}")
+    return arr.astype(np.float64, copy=True)
+
+
+def _axes(axis, ndim):
+    """Normalize ``axis`` (None, int or tuple) to a sorted tuple of axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(sorted(normalize_axis_tuple(axis, ndim)))
+
+
+def _to_rows(x, axes):
+    """Move the reduced ``axes`` to the end and flatten to (rows, K).
+
+    Returns the 2-D view/copy together with the shape of the kept axes, so
+    that a per-row result can be reshaped back.
+    """
+    kept = [ax for ax in range(x.ndim) if ax not in axes]
+    moved = np.transpose(x, kept + list(axes))
+    kept_shape = tuple(x.shape[ax] for ax in kept)
+    k = int(np.prod([x.shape[ax] for ax in axes], dtype=np.int64))
+    rows = int(np.prod(kept_shape, dtype=np.int64))
+    return moved.reshape(rows, k), kept_shape
+
+
+def _reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if ax in axes else n for ax, n in enumerate(shape))
+    return tuple(n for ax, n in enumerate(shape) if ax not in axes)
+
+
+def _scalar_if_0d(arr):
+    arr = np.asarray(arr)
+    return arr[()] if arr.ndim == 0 else arr
+
+
+# ---------------------------------------------------------------------------
+# logsumexp
+# ---------------------------------------------------------------------------
+
+def _lse_rows(rows, weights):
+    """logsumexp of every row of the 2-D float64 array ``rows``.
+
+    ``weights`` is None or an array of the same shape.  Returns (lse, sign),
+    1-D arrays of length ``rows.shape[0]``; ``lse`` is log|sum| and ``sign``
+    the sign of the sum (SciPy's ``return_sign=True`` convention).
+    """
+    with np.errstate(all="ignore"):
+        a = rows
+        if weights is not None:
+            # SciPy: an element with zero weight adds nothing, even if it is
+            # NaN or infinite (in the accurate path below).
+            a = np.where(weights == 0, -np.inf, a)
+
+        m = np.max(a, axis=1, keepdims=True)        # NaN propagates
+        is_max = a == m                             # all False in NaN rows
+
+        # Terms other than the maximal ones, shifted by the row maximum.
+        # (If m is -inf every element is maximal; if m is NaN, exp gives NaN.)
+        others = np.where(is_max, -np.inf, a)
+        terms = np.exp(others - m)
+        if weights is None:
+            count = np.sum(is_max, axis=1, keepdims=True).astype(np.float64)
+            s = np.sum(np.where(is_max, 0.0, terms), axis=1, keepdims=True)
+            # log(count + s) written as log1p((count - 1) + s): accurate when
+            # the maximum is unique and the others are tiny, e.g.
+            # lse([0, -40]) = log1p(exp(-40)) = 4.25e-18.
+            lse = m + np.log1p((count - 1.0) + s)
+            sign = np.ones_like(lse)
+        else:
+            # SciPy's weighted algorithm: w = total weight at the maximal
+            # elements, s = (sum of the other weighted terms) / w,
+            # lse = m + log|w| + log|1 + s|.
+            w = np.sum(np.where(is_max, weights, 0.0), axis=1, keepdims=True)
+            s = np.sum(weights * terms, axis=1, keepdims=True)
+            s = np.where(s == 0, s, s / w)
+            sign = np.sign(s + 1.0) * np.sign(w)
+            s = np.where(s < -1.0, -s - 2.0, s)     # log1p(-s-2) = log|1+s|
+            lse = np.log1p(s) + np.log(np.abs(w)) + m
+
+        # Where that is not finite, SciPy falls back to the direct formula
+        # log|sum(b * exp(a))| on the *original* values; this decides the
+        # special cases (+inf rows, all -inf rows -> -inf with sign 0, NaN).
+        direct_terms = np.exp(rows) if weights is None else weights * np.exp(rows)
+        direct = np.sum(direct_terms, axis=1, keepdims=True)
+        direct_sign = np.sign(direct)
+        direct_lse = np.log(np.abs(direct))
+
+        finite = np.isfinite(lse)
+        lse = np.where(finite, lse, direct_lse)
+        sign = np.where(finite, sign, direct_sign)
+    return lse[:, 0], sign[:, 0]
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False,
+              *, out=None):
+    """log(sum(b * exp(a))) over ``axis``; see scipy.special.logsumexp.
+
+    ``out`` (optional) receives the lse values (not the sign).
+    """
+    x = _as_float64(a, "a")
+    w = None
+    if b is not None:
+        w = _as_float64(b, "b")
+        x, w = np.broadcast_arrays(x, w)
+        w = np.array(w)
+        x = np.array(x)
+    if x.ndim == 0:                      # SciPy works on at least 1-D input
+        x = x.reshape(1)
+        w = None if w is None else w.reshape(1)
+
+    axes = _axes(axis, x.ndim)
+    result_shape = _reduced_shape(x.shape, axes, keepdims)
+
+    if x.size == 0:
+        lse = np.full(result_shape, -np.inf)
+        sign = np.full(result_shape, -1.0)   # SciPy: sign(-inf)
+    else:
+        rows, kept_shape = _to_rows(x, axes)
+        wrows = None if w is None else _to_rows(w, axes)[0]
+        lse_rows, sign_rows = _lse_rows(rows, wrows)
+        lse = lse_rows.reshape(result_shape)
+        sign = sign_rows.reshape(result_shape)
+        if not return_sign:
+            # A negative sum has no real logarithm.
+            lse = np.where(sign < 0, np.nan, lse)
+
+    if out is not None:
+        out[...] = lse
+        lse = out
+    else:
+        lse = _scalar_if_0d(lse)
+    if return_sign:
+        return lse, _scalar_if_0d(sign)
+    return lse
+
+
+# ---------------------------------------------------------------------------
+# softmax / log_softmax
+# ---------------------------------------------------------------------------
+
+def softmax(x, axis=None, *, out=None):
+    """exp(x) / sum(exp(x)) over ``axis``, shifted by the maximum (SciPy's
+    formula).  A row containing NaN or +inf, or made only of -inf, gives an
+    all-NaN row; -inf entries of a row with a finite maximum give 0."""
+    z = _as_float64(x, "x")
+    axes = _axes(axis, z.ndim)
+    if z.size == 0:
+        res = z
+    else:
+        with np.errstate(all="ignore"):
+            z_max = np.max(z, axis=axes, keepdims=True)
+            e = np.exp(z - z_max)
+            res = e / np.sum(e, axis=axes, keepdims=True)
+    if out is not None:
+        out[...] = res
+        return out
+    return _scalar_if_0d(res)
+
+
+def _log_softmax_last(z):
+    """log_softmax over the last axis of a float64 array.
+
+    Rows with a finite maximum m use ``(z - m) - log1p((count - 1) + s)``
+    with ``count`` the number of entries equal to m and ``s`` the sum of
+    exp(z - m) over the others: no precision is lost when one entry dominates
+    (``log(sum)`` would round ``1 + tiny`` to 1).  Other rows follow SciPy's
+    formula with the shift replaced by 0.
+    """
+    with np.errstate(all="ignore"):
+        m = np.max(z, axis=-1, keepdims=True)
+        finite = np.isfinite(m)
+        shift = np.where(finite, m, 0.0)
+        tmp = z - shift
+        is_max = z == m
+        count = np.sum(is_max, axis=-1, keepdims=True).astype(np.float64)
+        s = np.sum(np.where(is_max, 0.0, np.exp(tmp)), axis=-1, keepdims=True)
+        accurate = tmp - np.log1p((count - 1.0) + s)
+        scipy_form = tmp - np.log(np.sum(np.exp(tmp), axis=-1, keepdims=True))
+        return np.where(finite, accurate, scipy_form)
+
+
+def log_softmax(x, axis=None, *, out=None):
+    """log(softmax(x)): ``(x - max) - log(sum(exp(x - max)))`` with the log
+    term in the log1p form (see ``_log_softmax_last``); rows whose maximum is
+    not finite follow SciPy (shift 0, ``tmp - log(sum(exp(tmp)))``)."""
+    z = _as_float64(x, "x")
+    if z.ndim == 0:
+        z = z.reshape(1)
+        zero_d = True
+    else:
+        zero_d = False
+    axes = _axes(axis, z.ndim)
+    if z.size == 0:
+        res = z
+    else:
+        rows, kept_shape = _to_rows(z, axes)
+        res_rows = _log_softmax_last(rows)
+        kept = [ax for ax in range(z.ndim) if ax not in axes]
+        moved_shape = tuple(z.shape[ax] for ax in kept) + tuple(z.shape[ax] for ax in axes)
+        res = np.transpose(res_rows.reshape(moved_shape),
+                           np.argsort(kept + list(axes)))
+    if zero_d:
+        res = res.reshape(())
+    if out is not None:
+        out[...] = res
+        return out
+    return _scalar_if_0d(res)
+
+
+# ---------------------------------------------------------------------------
+# cross-entropy
+# ---------------------------------------------------------------------------
+
+def _check_nonneg(v, shape, name):
+    arr = np.asarray(v, dtype=np.float64)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    if not np.all(arr >= 0):
+        raise ValueError(f"{name} must be non-negative and not NaN")
+    return arr
+
+
+def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=None,
+                   ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
+                   grad_scale=1.0):
+    """Shared implementation, PyTorch's F.cross_entropy semantics plus z-loss,
+    soft-capping and sample weights.  Returns (loss, grad, lse) in float64;
+    ``grad`` is the gradient of the returned loss times ``grad_scale`` (for
+    "none": of sum_i grad_scale_i * loss_i).
+
+    Per sample, with z' = c tanh(z / c) (softcap c) or z, p = softmax(z'),
+    lse = logsumexp(z'), class weights w (W = sum w), smoothing e, z-loss a,
+    sample weight s:
+      labels y:  l = s [(1-e) w_y (-log p_y) + (e/C) sum_c w_c (-log p_c) + a lse^2]
+      soft q:    t = w * ((1-e) q + e/C),  l = s [-sum_c t_c log p_c + a lse^2]
+    "mean" divides by sum_i s_i w_{y_i} over the samples that are not ignored
+    (labels) or by sum_i s_i (soft targets).
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError("label_smoothing must be in [0, 1]")
+    alpha = float(z_loss)
+    if not alpha >= 0.0:
+        raise ValueError("z_loss must be >= 0")
+    if softcap is not None and not float(softcap) > 0.0:
+        raise ValueError("softcap must be > 0")
+    z = _as_float64(logits, "logits")
+    if z.ndim == 0:
+        raise ValueError("logits must have at least one dimension")
+    axis = normalize_axis_index(axis, z.ndim)
+    z = np.moveaxis(z, axis, -1)                 # classes last
+    n_classes = z.shape[-1]
+    sample_shape = z.shape[:-1]
+    n_samples = int(np.prod(sample_shape, dtype=np.int64))
+    w = np.ones(n_classes) if weight is None else _check_nonneg(weight, (n_classes,), "weight")
+    s = (np.ones(sample_shape) if sample_weight is None
+         else _check_nonneg(sample_weight, sample_shape, "sample_weight"))
+    gs = np.asarray(grad_scale, dtype=np.float64)
+    if gs.ndim and reduction != "none":
+        raise ValueError("an array grad_scale needs reduction='none'")
+
+    with np.errstate(all="ignore"):
+        if softcap is not None:
+            c = float(softcap)
+            zc = c * np.tanh(z / c)
+            chain = 1.0 - np.tanh(z / c) ** 2
+        else:
+            zc = z
+            chain = 1.0
+        logp = _log_softmax_last(zc)
+        p = np.exp(logp)
+        lse = logsumexp(zc, axis=-1) if zc.size else np.zeros(sample_shape)
+        lse = np.asarray(lse, dtype=np.float64).reshape(sample_shape)
+
+    t = np.asarray(target)
+    if t.dtype.kind in "iu":
+        if t.shape != sample_shape:
+            raise ValueError(
+                f"integer target must have shape {sample_shape} (logits "
+                f"without the class axis), got {t.shape}")
+        flat = t.reshape(-1)
+        ignored = (np.zeros(flat.shape, bool) if ignore_index is None
+                   else flat == ignore_index)
+        bad = np.flatnonzero(~ignored & ((flat < 0) | (flat >= n_classes)))
+        if bad.size:
+            pos = int(bad[0])
+            raise ValueError(
+                f"label {int(flat[pos])} at position {pos} is out of range "
+                f"[0, {n_classes})")
+        ignored = ignored.reshape(sample_shape)
+        y = np.where(ignored, 0, t).astype(np.intp)[..., None]
+        onehot = np.zeros(z.shape)
+        if n_classes:
+            np.put_along_axis(onehot, y, 1.0, axis=-1)
+        w_y = w[y[..., 0]] if n_classes else np.zeros(sample_shape)
+        with np.errstate(all="ignore"):
+            nll = -np.take_along_axis(logp, y, axis=-1)[..., 0] if n_classes else 0.0 * w_y
+            smooth = -np.sum(w * logp, axis=-1)
+            per = (1.0 - eps) * w_y * nll + (eps / n_classes if n_classes else 0.0) * smooth
+            per = per + alpha * lse ** 2
+            per = np.where(ignored, 0.0, s * per)
+            W = np.sum(w)
+            dper = ((1.0 - eps) * w_y[..., None] * (p - onehot)
+                    + (eps / n_classes if n_classes else 0.0) * (W * p - w)
+                    + 2.0 * alpha * lse[..., None] * p) * chain
+            grad = np.where(ignored[..., None], 0.0, s[..., None] * dper)
+        denom = float(np.sum(np.where(ignored, 0.0, s * w_y)))
+    elif t.dtype.kind == "f":
+        if t.shape != np.shape(logits):
+            raise ValueError(
+                f"soft target must have the shape of the logits "
+                f"{np.shape(logits)}, got {t.shape}")
+        q = np.moveaxis(t.astype(np.float64), axis, -1)
+        tt = w * ((1.0 - eps) * q + (eps / n_classes if n_classes else 0.0))
+        with np.errstate(all="ignore"):
+            per = -np.sum(tt * logp, axis=-1) + alpha * lse ** 2
+            per = s * per
+            dper = (np.sum(tt, axis=-1, keepdims=True) * p - tt
+                    + 2.0 * alpha * lse[..., None] * p) * chain
+            grad = s[..., None] * dper
+        denom = float(np.sum(s))
+    else:
+        raise TypeError(
+            f"target must be an integer (labels) or floating (probabilities) "
+            f"array, got dtype {t.dtype}")
+
+    with np.errstate(all="ignore"):
+        if reduction == "none":
+            loss = per
+            grad = grad * (gs[..., None] if gs.ndim else gs)
+        elif reduction == "sum":
+            loss = np.float64(np.sum(per))
+            grad = grad * gs
+        else:
+            loss = np.float64(np.sum(per) / denom) if denom else np.float64(np.nan)
+            grad = grad * gs / denom if denom else grad * np.nan
+    return loss, np.moveaxis(grad, -1, axis), lse
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                  ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
+                  softcap=None, return_lse=False):
+    """Softmax cross-entropy loss; see ``_cross_entropy``."""
+    loss, _, lse = _cross_entropy(logits, target, axis, reduction, weight, sample_weight,
+                                  ignore_index, label_smoothing, z_loss, softcap)
+    if return_lse:
+        return loss, _lse_zero_ignored(lse, target, ignore_index)
+    return loss
+
+
+def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                            ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                            z_loss=0.0, softcap=None, return_lse=False, grad_scale=1.0):
+    """(loss, d loss / d logits[, lse]); for reduction="none" the gradient is that
+    of sum_i grad_scale_i * loss_i."""
+    loss, grad, lse = _cross_entropy(logits, target, axis, reduction, weight, sample_weight,
+                                     ignore_index, label_smoothing, z_loss, softcap,
+                                     grad_scale)
+    if return_lse:
+        return loss, grad, _lse_zero_ignored(lse, target, ignore_index)
+    return loss, grad
+
+
+def _lse_zero_ignored(lse, target, ignore_index):
+    t = np.asarray(target)
+    if t.dtype.kind in "iu" and ignore_index is not None:
+        lse = np.where(t == ignore_index, 0.0, lse)
+    return lse
