@@ -197,22 +197,31 @@ CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
     const V vsh = VSPLAT(sh), vm = VSPLAT(m), zero = VSPLAT(0);
     V acc[2] = {zero, zero}, nm[2] = {zero, zero}, ta[2] = {zero, zero}, tza[2] = {zero, zero};
     ptrdiff_t i = 0;
+    /* the two accumulator sets are written out so they stay in registers */
+#define CSM_EXPSUM_STEP(k, A, N, TA, TZ)                                     \
+    do {                                                                     \
+        V v_ = CSM_H(vcap)(CSM_H(vload)(x + (k) * xs, xs), capped, cap, icap); \
+        V d_ = v_ - vsh;                                                     \
+        V e_ = VEXP(d_);                                                     \
+        V is_ = VIS1(v_, vm);                                                \
+        A += e_ - is_;                                                       \
+        N += is_;                                                            \
+        if (soft) {                                                          \
+            V tv_ = CSM_H(tload)(tp, tk0 + (k), VL);                         \
+            TA += tv_;                                                       \
+            TZ += tv_ * d_;                                                  \
+        }                                                                    \
+        if (store) CSM_H(vstore)(y + (k) * ys, ys, capped ? v_ : e_);        \
+    } while (0)
+    V acc0 = zero, acc1 = zero, nm0 = zero, nm1 = zero;
+    V ta0 = zero, ta1 = zero, tz0 = zero, tz1 = zero;
     for (; i + 2 * VL <= len; i += 2 * VL) {
-        for (int u = 0; u < 2; u++) {
-            const ptrdiff_t k = i + u * VL;
-            V v = CSM_H(vcap)(CSM_H(vload)(x + k * xs, xs), capped, cap, icap);
-            V e = VEXP(v - vsh);
-            V is = VIS1(v, vm);
-            acc[u] += e - is;
-            nm[u] += is;
-            if (soft) {
-                V tv = CSM_H(tload)(tp, tk0 + k, VL);
-                ta[u] += tv;
-                tza[u] += tv * (v - vsh);
-            }
-            if (store) CSM_H(vstore)(y + k * ys, ys, capped ? v : e);
-        }
+        CSM_EXPSUM_STEP(i, acc0, nm0, ta0, tz0);
+        CSM_EXPSUM_STEP(i + VL, acc1, nm1, ta1, tz1);
     }
+#undef CSM_EXPSUM_STEP
+    acc[0] = acc0; acc[1] = acc1; nm[0] = nm0; nm[1] = nm1;
+    ta[0] = ta0; ta[1] = ta1; tza[0] = tz0; tza[1] = tz1;
     for (; i < len; i += VL) {
         const ptrdiff_t n = len - i < VL ? len - i : VL;
         V v = n == VL ? CSM_H(vload)(x + i * xs, xs) : CSM_H(vload_part)(x + i * xs, xs, n, m);
@@ -401,6 +410,23 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
         st->tsum = tsum;
         st->tdot = tdot;
     }
+}
+
+/* row_pass with store / soft / capped as compile-time constants: each
+ * combination gets its own branch-free inner loops. */
+static void CSM_H(row_pass_any)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
+                                int store, int soft, const CSM_H(tspec) *tp, int capped,
+                                T cap, CSM_H(rowst) *st)
+{
+#define CSM_RP(S, F, C) CSM_H(row_pass)(x, xs, y, ys, c, S, F, tp, C, cap, st)
+    if (store) {
+        if (soft) { if (capped) CSM_RP(1, 1, 1); else CSM_RP(1, 1, 0); }
+        else { if (capped) CSM_RP(1, 0, 1); else CSM_RP(1, 0, 0); }
+    } else {
+        if (soft) { if (capped) CSM_RP(0, 1, 1); else CSM_RP(0, 1, 0); }
+        else { if (capped) CSM_RP(0, 0, 1); else CSM_RP(0, 0, 0); }
+    }
+#undef CSM_RP
 }
 
 /* Slow-path scan: does the row hold a NaN? */
@@ -715,7 +741,7 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
         wt = w ? (double)w[tgt] : 1.0;
     }
     CSM_H(rowst) st;
-    CSM_H(row_pass)(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft, tp, capped, cap, &st);
+    CSM_H(row_pass_any)(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft, tp, capped, cap, &st);
     if (st.special) {
         /* -log_softmax[T] with SciPy/PyTorch special values (only without
          * soft-capping, which maps every infinity to a finite value) */
@@ -759,18 +785,24 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
     if (!gr) return;
     const double g0 = opt->grad_scale * gscale;
     const T tkb = (T)(g0 * kb);
+    /* literal flags: one branch-free loop per case */
+#define CSM_SG(G, GS, LEN, FA, SOFT, K0, CAP, M) \
+    CSM_H(seg_grad)(G, GS, LEN, FA, SOFT, tp, K0, tkb, CAP, M, icap)
     if (capped) {
         T fa = (T)(g0 * A / stot);
-        if (gsc == 1) CSM_H(seg_grad)(gr, 1, c, fa, soft, tp, 0, tkb, 1, (T)st.M, icap);
-        else CSM_H(seg_grad)(gr, gsc, c, fa, soft, tp, 0, tkb, 1, (T)st.M, icap);
+        if (gsc == 1) { if (soft) CSM_SG(gr, 1, c, fa, 1, 0, 1, (T)st.M);
+                        else CSM_SG(gr, 1, c, fa, 0, 0, 1, (T)st.M); }
+        else CSM_SG(gr, gsc, c, fa, soft, 0, 1, (T)st.M);
     } else {
         for (ptrdiff_t q = 0; q < st.nch; q++) {
             ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
             T fa = (T)(csm_expdiff((double)st.cm[q], st.M) * (g0 * A / stot));
-            if (gsc == 1) CSM_H(seg_grad)(gr + k0, 1, len, fa, soft, tp, k0, tkb, 0, 0, 0);
-            else CSM_H(seg_grad)(gr + k0 * gsc, gsc, len, fa, soft, tp, k0, tkb, 0, 0, 0);
+            if (gsc == 1) { if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 0, 0);
+                            else CSM_SG(gr + k0, 1, len, fa, 0, k0, 0, 0); }
+            else CSM_SG(gr + k0 * gsc, gsc, len, fa, soft, k0, 0, 0);
         }
     }
+#undef CSM_SG
     if (labels) {
         /* g_T = g0 [A (y_T - 1) + A - (1-e) w_T - (e/C) w_T] * chain, with
          * y_T - 1 = (e_T - stot) / stot formed without cancellation */
