@@ -243,6 +243,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     """
     a = np.asarray(a)
     if b is not None:
+        _dtypes(a.dtype, "logsumexp")      # reject bool/complex/object a before promotion
         b = np.asarray(b)
         if b.dtype.kind == "c":
             raise TypeError("logsumexp: complex b is not supported")
@@ -575,17 +576,21 @@ def _raise_label(row, value, batch_shape, c):
 def _reduce(loss: np.ndarray, sp: _XentSpec, denom: float):
     rdt = sp.rdt
     if sp.reduction == "none":
-        return loss.astype(rdt)
+        with np.errstate(over="ignore"):       # a float32 loss may round to inf
+            return loss.astype(rdt)
     total = float(np.sum(loss))
-    if sp.reduction == "sum":
-        return rdt.type(total)
-    return rdt.type(total / denom if denom else np.nan)
+    with np.errstate(over="ignore"):
+        if sp.reduction == "sum":
+            return rdt.type(total)
+        return rdt.type(total / denom if denom else np.nan)
 
 
 def _finish(sp, loss, lse, denom, return_lse, extra=()):
     res = _reduce(loss, sp, denom)
     if return_lse:
-        return (res,) + tuple(extra) + (lse.reshape(sp.batch_shape).astype(sp.rdt),)
+        with np.errstate(over="ignore"):
+            lse = lse.reshape(sp.batch_shape).astype(sp.rdt)
+        return (res,) + tuple(extra) + (lse,)
     return (res,) + tuple(extra) if extra else res
 
 

@@ -310,7 +310,6 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
     z = np.moveaxis(z, axis, -1)                 # classes last
     n_classes = z.shape[-1]
     sample_shape = z.shape[:-1]
-    n_samples = int(np.prod(sample_shape, dtype=np.int64))
     w = np.ones(n_classes) if weight is None else _check_nonneg(weight, (n_classes,), "weight")
     s = (np.ones(sample_shape) if sample_weight is None
          else _check_nonneg(sample_weight, sample_shape, "sample_weight"))
@@ -326,8 +325,11 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
         else:
             zc = z
             chain = 1.0
-        logp = _log_softmax_last(zc)
-        p = np.exp(logp)
+        # (no classes or no samples: nothing to compute, np.max would raise)
+        logp = _log_softmax_last(zc) if zc.size else zc.copy()
+        # SciPy's softmax (not exp(logp)): a row with NaN or +inf, or all
+        # -inf, gives an all-NaN softmax and so an all-NaN gradient
+        p = softmax(zc, axis=-1) if zc.size else zc.copy()
         lse = logsumexp(zc, axis=-1) if zc.size else np.zeros(sample_shape)
         lse = np.asarray(lse, dtype=np.float64).reshape(sample_shape)
 
@@ -355,13 +357,21 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
         with np.errstate(all="ignore"):
             nll = -np.take_along_axis(logp, y, axis=-1)[..., 0] if n_classes else 0.0 * w_y
             smooth = -np.sum(w * logp, axis=-1)
-            per = (1.0 - eps) * w_y * nll + (eps / n_classes if n_classes else 0.0) * smooth
-            per = per + alpha * lse ** 2
-            per = np.where(ignored, 0.0, s * per)
+            # Terms with a zero coefficient are left out rather than
+            # multiplied by 0: the smoothing sum is +inf as soon as a row
+            # has a -inf logit (which is fine at a non-target class), and
+            # 0 * inf would turn the loss into NaN.
+            per = (1.0 - eps) * w_y * nll
             W = np.sum(w)
-            dper = ((1.0 - eps) * w_y[..., None] * (p - onehot)
-                    + (eps / n_classes if n_classes else 0.0) * (W * p - w)
-                    + 2.0 * alpha * lse[..., None] * p) * chain
+            dper = (1.0 - eps) * w_y[..., None] * (p - onehot)
+            if eps and n_classes:
+                per = per + (eps / n_classes) * smooth
+                dper = dper + (eps / n_classes) * (W * p - w)
+            if alpha:
+                per = per + alpha * lse ** 2
+                dper = dper + 2.0 * alpha * lse[..., None] * p
+            per = np.where(ignored, 0.0, s * per)
+            dper = dper * chain
             grad = np.where(ignored[..., None], 0.0, s[..., None] * dper)
         denom = float(np.sum(np.where(ignored, 0.0, s * w_y)))
     elif t.dtype.kind == "f":
@@ -372,10 +382,13 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
         q = np.moveaxis(t.astype(np.float64), axis, -1)
         tt = w * ((1.0 - eps) * q + (eps / n_classes if n_classes else 0.0))
         with np.errstate(all="ignore"):
-            per = -np.sum(tt * logp, axis=-1) + alpha * lse ** 2
+            per = -np.sum(tt * logp, axis=-1)
+            dper = np.sum(tt, axis=-1, keepdims=True) * p - tt
+            if alpha:
+                per = per + alpha * lse ** 2
+                dper = dper + 2.0 * alpha * lse[..., None] * p
             per = s * per
-            dper = (np.sum(tt, axis=-1, keepdims=True) * p - tt
-                    + 2.0 * alpha * lse[..., None] * p) * chain
+            dper = dper * chain
             grad = s[..., None] * dper
         denom = float(np.sum(s))
     else:

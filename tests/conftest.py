@@ -1,0 +1,457 @@
+"""Shared test support for csoftmax: tolerances, error bookkeeping, ISA
+reporting, array layouts and hypothesis settings.
+
+Everything the test modules share lives here, in one place.  Because the suite
+is run with ``--import-mode=importlib`` (test modules are not importable by
+name), this module registers itself in ``sys.modules`` as
+``csoftmax_testsupport``; test modules do ``from csoftmax_testsupport import
+...`` and therefore share this very module object (and its error record).
+
+Tolerances
+----------
+A result ``got`` is compared with the float64 reference ``ref`` as::
+
+    |got - ref| <= rtol * (|ref| + scale) + atol
+
+``scale`` is zero except where the quantity is computed by an addition with
+cancellation, where it is the magnitude of the summands (the condition of the
+final operation), see ``lse_scale``, ``log_softmax_scale``, ``loss_scale``,
+``grad_scale``.  Reductions (logsumexp, losses) use ``atol = 0``; elementwise
+outputs (softmax, gradients) use the absolute floor ``atol``.
+
+* float64: rtol 1e-13 everywhere (atol 1e-300 for elementwise results, only
+  to absorb subnormal rounding).
+* float32: rtol 1e-6 for lse and losses; elementwise rtol 2e-6 plus atol 1e-7
+  (the float32 exp argument x - max is rounded, so tiny probabilities only
+  have ~1e-6 relative accuracy).
+* float16 (computed in float32, rounded to float16): rtol 1e-3, atol 1e-7.
+
+NaN and infinities must match position by position (and sign for inf).
+
+The largest observed normalized error ``|got - ref| / (|ref| + scale +
+atol / rtol)`` per (function, dtype) is recorded and printed at the end of the
+session (``pytest_terminal_summary``), together with the active kernel ISA.
+
+ISA
+---
+``CSOFTMAX_ISA`` (scalar|avx2|avx512) selects the kernel path when csoftmax
+is imported; the suite never re-imports in-process: CI runs the whole suite
+once per ISA with the variable set.  ``csoftmax.show_config()`` reports the
+active path (``"isa"``) and the ``"available"`` ones.
+
+Hypothesis
+----------
+Profile ``csoftmax`` (default): deadline=None, 40 examples, no example
+database (nothing is written to the working directory).  Set
+``CSOFTMAX_HYPOTHESIS_PROFILE=thorough`` for 400 examples.
+"""
+
+import math
+import os
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+sys.modules.setdefault("csoftmax_testsupport", sys.modules[__name__])
+
+
+def _check_installed_package():
+    """Refuse to test an uncompiled source tree: the suite is about the built
+    extension, and `python -m pytest` from the repository root would put the
+    source directory (which has no compiled _core) ahead of the install."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("csoftmax._core")
+    except ImportError:
+        spec = None
+    if spec is None or not str(spec.origin).endswith((".so", ".pyd")):
+        raise pytest.UsageError(
+            "csoftmax is not importable as a compiled package (found "
+            f"{getattr(spec, 'origin', None)!r}). Install it (python -m pip install "
+            "'.[test]') and run the `pytest` executable, not `python -m pytest`, "
+            "from the repository root, or run pytest from another directory.")
+
+
+_check_installed_package()
+
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "csoftmax",
+        deadline=None,
+        max_examples=40,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow,
+                               HealthCheck.data_too_large],
+    )
+    settings.register_profile(
+        "thorough",
+        deadline=None,
+        max_examples=400,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow,
+                               HealthCheck.data_too_large],
+    )
+    settings.load_profile(os.environ.get("CSOFTMAX_HYPOTHESIS_PROFILE",
+                                         "csoftmax"))
+except ImportError:  # pragma: no cover - hypothesis is a test requirement
+    pass
+
+
+# ---------------------------------------------------------------------------
+# reference module
+# ---------------------------------------------------------------------------
+
+def load_reference():
+    """``csoftmax.reference``; if the package itself cannot be imported (e.g.
+    the extension is not built yet) the source file next to the tests is
+    loaded on its own, so the reference can be checked independently."""
+    try:
+        from csoftmax import reference
+        return reference
+    except ImportError:
+        import importlib.util
+        path = os.path.join(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))), "csoftmax", "reference.py")
+        spec = importlib.util.spec_from_file_location(
+            "csoftmax_reference_standalone", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+
+# ---------------------------------------------------------------------------
+# dtypes and tolerances
+# ---------------------------------------------------------------------------
+
+#: per computation dtype: rtol for reductions (lse, losses) and the
+#: (rtol, atol) of elementwise outputs (softmax, log_softmax, gradients)
+TOLERANCES = {
+    "float64": {"reduce": 1e-13, "elem_rtol": 1e-13, "elem_atol": 1e-300},
+    "float32": {"reduce": 1e-6, "elem_rtol": 2e-6, "elem_atol": 1e-7},
+    "float16": {"reduce": 1e-3, "elem_rtol": 1e-3, "elem_atol": 1e-7},
+}
+
+#: how much looser a comparison against scipy.special in the *same* low
+#: precision is (scipy's own rounding error adds to ours)
+SCIPY_FACTOR = 2.0
+
+
+def result_dtype(dtype):
+    """dtype of csoftmax results for inputs of ``dtype``: float32, float64 and
+    float16 are kept, integers give float64."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return dtype
+    if dtype.kind in "iu":
+        return np.dtype(np.float64)
+    raise TypeError(f"no csoftmax result dtype for {dtype}")
+
+
+def tolerance(dtype, kind):
+    """(rtol, atol) for results of dtype ``dtype`` (the *result* dtype);
+    ``kind`` is "reduce" (lse, losses) or "elem" (softmax, grads, ...)."""
+    t = TOLERANCES[result_dtype(dtype).name]
+    if kind == "reduce":
+        return t["reduce"], 0.0
+    if kind == "elem":
+        return t["elem_rtol"], t["elem_atol"]
+    raise ValueError(kind)
+
+
+# ---------------------------------------------------------------------------
+# error record
+# ---------------------------------------------------------------------------
+
+_ERR_LOCK = threading.Lock()
+#: (function, dtype) -> {"norm": max normalized error, "abs": max |got-ref|,
+#: "rtol": rtol, "n": number of compared values}
+MAX_ERRORS = {}
+
+
+def record_error(func, dtype, norm_err, abs_err, rtol, n):
+    key = (func, np.dtype(dtype).name)
+    with _ERR_LOCK:
+        e = MAX_ERRORS.setdefault(
+            key, {"norm": 0.0, "abs": 0.0, "rtol": rtol, "n": 0})
+        e["norm"] = max(e["norm"], float(norm_err))
+        e["abs"] = max(e["abs"], float(abs_err))
+        e["rtol"] = max(e["rtol"], rtol)
+        e["n"] += int(n)
+
+
+def assert_close(got, ref, *, func, dtype, kind, scale=0.0, atol_factor=1.0,
+                 factor=1.0, ctx="", check_dtype=True, record=True):
+    """Assert that ``got`` (a csoftmax result) matches the float64 ``ref``.
+
+    dtype       -- expected dtype of ``got`` (the result dtype), also selects
+                   the tolerance.
+    kind        -- "reduce" or "elem" (see ``tolerance``).
+    scale       -- per-element cancellation scale added to |ref| (broadcast).
+    atol_factor -- multiplies the absolute floor (e.g. 1/n for mean grads).
+    factor      -- multiplies the whole tolerance (comparisons with scipy).
+    """
+    dtype = np.dtype(dtype)
+    where = f" [{func}, {dtype.name}{', ' + ctx if ctx else ''}]"
+    assert isinstance(got, (np.ndarray, np.generic)), (
+        f"result is {type(got).__name__}, not a NumPy array/scalar" + where)
+    if check_dtype:
+        assert got.dtype == dtype, f"dtype {got.dtype} != {dtype}" + where
+    got64 = np.asarray(got, dtype=np.float64)
+    ref64 = np.asarray(ref, dtype=np.float64)
+    assert got64.shape == ref64.shape, (
+        f"shape {got64.shape} != {ref64.shape}" + where)
+    if dtype.kind == "f" and dtype.itemsize < 8:
+        # a float64 reference value beyond the result dtype's range is an
+        # infinity in that dtype (e.g. float32 log_softmax of [3e38, -3e38])
+        with np.errstate(over="ignore"):
+            ref64 = np.where(np.isinf(ref64.astype(dtype)),
+                             ref64.astype(dtype), ref64).astype(np.float64)
+
+    nan_got, nan_ref = np.isnan(got64), np.isnan(ref64)
+    if not np.array_equal(nan_got, nan_ref):
+        bad = np.argwhere(nan_got != nan_ref)[:5]
+        raise AssertionError(
+            f"NaN positions differ at {bad.tolist()}: got "
+            f"{got64[tuple(bad.T)]}, ref {ref64[tuple(bad.T)]}" + where)
+    inf_got, inf_ref = np.isinf(got64), np.isinf(ref64)
+    if not (np.array_equal(inf_got, inf_ref)
+            and np.array_equal(got64[inf_got], ref64[inf_ref])):
+        bad = np.argwhere((inf_got != inf_ref)
+                          | (inf_got & (got64 != ref64)))[:5]
+        raise AssertionError(
+            f"infinities differ at {bad.tolist()}: got "
+            f"{got64[tuple(bad.T)]}, ref {ref64[tuple(bad.T)]}" + where)
+
+    rtol, atol = tolerance(dtype, kind)
+    rtol *= factor
+    # the absolute floor never goes below the result dtype's subnormal
+    # spacing (rounding to it is unavoidable, e.g. float16 mean gradients)
+    atol = max(atol * factor * atol_factor,
+               float(np.finfo(dtype).smallest_subnormal))
+    finite = np.isfinite(ref64)
+    scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), ref64.shape)
+    g, r, s = got64[finite], ref64[finite], scale[finite]
+    if g.size == 0:
+        return
+    diff = np.abs(g - r)
+    with np.errstate(over="ignore"):
+        bound = rtol * (np.abs(r) + s) + atol
+    with np.errstate(over="ignore"):
+        norm = diff / (np.abs(r) + s + atol / rtol)
+    norm = np.where(diff == 0, 0.0, norm)
+    if record and factor == 1.0:
+        record_error(func, dtype, norm.max(), diff.max(), rtol, g.size)
+    if not np.all(diff <= bound):
+        i = int(np.argmax(diff - bound))
+        idx = np.argwhere(finite)[i].tolist() if ref64.ndim else []
+        raise AssertionError(
+            f"{int(np.sum(diff > bound))} of {g.size} values out of "
+            f"tolerance; worst at {idx}: got {g[i]!r}, ref {r[i]!r}, "
+            f"|diff| {diff[i]:.3g} > bound {bound[i]:.3g} "
+            f"(rtol {rtol:.3g}, scale {s[i]:.3g}, atol {atol:.3g}); max "
+            f"normalized error {norm.max():.3g}" + where)
+
+
+def assert_consistent(a, b, dtype, ctx=""):
+    """Two csoftmax results that must agree up to rounding (e.g. computed
+    through different memory layouts or kernels, where the summation order
+    may differ): same NaN / inf pattern, finite values within twice the
+    elementwise tolerance of ``dtype``.  Not recorded in the error table."""
+    a64 = np.asarray(a, dtype=np.float64)
+    b64 = np.asarray(b, dtype=np.float64)
+    assert a64.shape == b64.shape, ctx
+    assert_same_specials(a64, b64, ctx)
+    rtol, atol = tolerance(dtype, "elem")
+    atol = max(atol, float(np.finfo(result_dtype(dtype)).smallest_subnormal))
+    fin = np.isfinite(a64)
+    np.testing.assert_allclose(a64[fin], b64[fin], rtol=2 * rtol,
+                               atol=2 * atol, err_msg=ctx)
+
+
+def assert_same_specials(got, ref, ctx=""):
+    """Only the NaN / inf pattern (used where values are checked elsewhere)."""
+    g = np.asarray(got, dtype=np.float64)
+    r = np.asarray(ref, dtype=np.float64)
+    assert g.shape == r.shape, ctx
+    assert np.array_equal(np.isnan(g), np.isnan(r)), f"NaN pattern {ctx}"
+    assert np.array_equal(np.where(np.isinf(g), g, 0),
+                          np.where(np.isinf(r), r, 0)), f"inf pattern {ctx}"
+
+
+# ---------------------------------------------------------------------------
+# cancellation scales (computed in float64 with NumPy only)
+# ---------------------------------------------------------------------------
+
+def _reduce_axes(axis, ndim):
+    from numpy.lib.array_utils import normalize_axis_tuple
+    if axis is None:
+        return tuple(range(ndim))
+    return normalize_axis_tuple(axis, ndim)
+
+
+def lse_scale(x, axis=None, keepdims=False, b=None):
+    """Scale for lse = m + log|S|, S = sum(b exp(x - m)): the sum is
+    computed with error ~eps * sum|b exp(x - m)|, i.e. a relative error of
+    eps * cond in S (cond = sum|..| / |sum ..|), and the final addition
+    with error eps * (|m| + |log|S||).  Returned with the result's shape."""
+    x = np.asarray(x, dtype=np.float64)
+    if b is not None:
+        x, bb = np.broadcast_arrays(x, np.asarray(b, dtype=np.float64))
+    if x.ndim == 0:
+        x = x.reshape(1)
+        bb = None if b is None else bb.reshape(1)
+    axes = _reduce_axes(axis, x.ndim)
+    if x.size == 0:
+        return 0.0
+    with np.errstate(all="ignore"):
+        if b is not None:
+            x = np.where(bb == 0, -np.inf, x)
+        m = np.max(x, axis=axes, keepdims=True)
+        msafe = np.where(np.isfinite(m), m, 0.0)
+        e = np.exp(x - msafe)
+        if b is None:
+            s_abs = s = np.sum(e, axis=axes, keepdims=True)
+        else:
+            s = np.sum(bb * e, axis=axes, keepdims=True)
+            s_abs = np.sum(np.abs(bb) * e, axis=axes, keepdims=True)
+        cond = np.where(s != 0, s_abs / np.abs(s), 0.0)
+        scale = np.abs(msafe) + np.abs(np.log(np.abs(s))) + cond
+        scale = np.where(np.isfinite(scale), scale, 0.0)
+    if not keepdims:
+        scale = np.squeeze(scale, axis=axes)
+    return scale
+
+
+def log_softmax_scale(x, axis=None):
+    """log_softmax = (x - m) - log(s): error ~eps * (|x - m| + log s)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return 0.0
+    axes = _reduce_axes(axis, x.ndim) if x.ndim else None
+    with np.errstate(all="ignore"):
+        m = np.max(x, axis=axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0.0)
+        tmp = x - m
+        logs = np.log(np.sum(np.exp(tmp), axis=axes, keepdims=True))
+        scale = np.abs(tmp) + np.abs(logs)
+    return np.where(np.isfinite(scale), scale, 0.0)
+
+
+def loss_scale(n_per_value=1.0):
+    """Per-sample loss = (m - z_label) + log(s) is a sum of non-negative
+    terms; only log(s) near s = 1 carries an absolute error ~eps.  So the
+    scale is 1 per sample (n for a sum of n losses, 1 for their mean)."""
+    return float(n_per_value)
+
+
+def grad_scale(p, t_sum, t):
+    """grad = sum(t) * p - t (t one-hot for labels): cancellation scale
+    |sum(t) p| + |t|, elementwise."""
+    with np.errstate(all="ignore"):
+        s = np.abs(t_sum * p) + np.abs(t)
+    return np.where(np.isfinite(s), s, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# layouts
+# ---------------------------------------------------------------------------
+
+LAYOUTS = ("C", "F", "strided", "negstride", "broadcast", "readonly")
+
+
+def with_layout(base, layout):
+    """An array equal to ``base`` (except "broadcast", see below) with the
+    requested memory layout:
+
+    C          C-contiguous copy
+    F          Fortran-ordered copy
+    strided    every axis a [::2] slice of a twice larger array
+    negstride  every axis a [::-1] view (negative strides)
+    broadcast  np.broadcast_to(base[:1], base.shape): zero stride on axis 0
+               (for 1-D input the whole vector is one repeated value)
+    readonly   C-contiguous copy with writeable=False
+    """
+    base = np.asarray(base)
+    if base.ndim == 0 or layout == "C":
+        return base.copy()
+    if layout == "F":
+        return np.asfortranarray(base.copy())
+    if layout == "strided":
+        big = np.zeros(tuple(2 * n for n in base.shape), dtype=base.dtype)
+        view = big[(slice(None, None, 2),) * base.ndim]
+        view[...] = base
+        return view
+    if layout == "negstride":
+        rev = (slice(None, None, -1),) * base.ndim
+        return np.ascontiguousarray(base[rev])[rev]
+    if layout == "broadcast":
+        if base.shape[0] == 0:
+            return np.broadcast_to(base, base.shape)
+        return np.broadcast_to(base[:1], base.shape)
+    if layout == "readonly":
+        c = base.copy()
+        c.flags.writeable = False
+        return c
+    raise ValueError(layout)
+
+
+def empty_like_layout(shape, dtype, layout, fill=np.nan):
+    """A writeable array for ``out=`` with the given layout ("C", "F" or
+    "strided"), pre-filled with ``fill`` so that untouched elements show."""
+    base = np.full(shape, fill, dtype=dtype)
+    return with_layout(base, layout)
+
+
+# ---------------------------------------------------------------------------
+# csoftmax configuration / ISA
+# ---------------------------------------------------------------------------
+
+def _show_config():
+    try:
+        import csoftmax
+        return csoftmax.show_config()
+    except Exception as exc:  # noqa: BLE001 - only for the report header
+        return {"isa": f"<unavailable: {type(exc).__name__}: {exc}>",
+                "available": []}
+
+
+@pytest.fixture(scope="session")
+def isa_config():
+    """The dict returned by csoftmax.show_config()."""
+    import csoftmax
+    return csoftmax.show_config()
+
+
+@pytest.fixture(scope="session")
+def isa(isa_config):
+    """Name of the active kernel path (set via CSOFTMAX_ISA at import)."""
+    return isa_config["isa"]
+
+
+def pytest_report_header(config):
+    cfg = _show_config()
+    return [f"csoftmax ISA: {cfg.get('isa')} (available: "
+            f"{cfg.get('available')}; CSOFTMAX_ISA="
+            f"{os.environ.get('CSOFTMAX_ISA', '<unset>')})"]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not MAX_ERRORS:
+        return
+    tr = terminalreporter
+    cfg = _show_config()
+    tr.section(f"csoftmax max observed errors (ISA {cfg.get('isa')})")
+    tr.write_line("normalized error = |got - ref| / (|ref| + scale + atol/rtol)"
+                  "; pass iff <= rtol")
+    tr.write_line(f"{'function':<40}{'dtype':<9}{'max norm err':>14}"
+                  f"{'rtol':>10}{'ratio':>8}{'max |diff|':>12}{'values':>11}")
+    for (func, dtype), e in sorted(MAX_ERRORS.items()):
+        ratio = e["norm"] / e["rtol"] if e["rtol"] else math.nan
+        tr.write_line(f"{func:<40}{dtype:<9}{e['norm']:>14.3e}"
+                      f"{e['rtol']:>10.1e}{ratio:>8.3f}{e['abs']:>12.3e}"
+                      f"{e['n']:>11d}")
