@@ -568,9 +568,10 @@ def _run_xent(sp: _XentSpec, grad3, grad_scale: float, row_gscale, want_lse: boo
 
 def _raise_label(row, value, batch_shape, c):
     pos = tuple(int(i) for i in np.unravel_index(row, batch_shape)) if batch_shape else ()
+    valid = f"valid labels are 0..{c - 1}" if c else "there are no classes"
     raise ValueError(
         f"target label {value} at index {pos} (sample {row}) is out of range for {c} "
-        f"classes (valid labels are 0..{c - 1})") from None
+        f"classes ({valid})") from None
 
 
 def _reduce(loss: np.ndarray, sp: _XentSpec, denom: float):
@@ -702,7 +703,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weig
         gs0 = 1.0
     if inplace:
         if not isinstance(z_in, np.ndarray):
-            raise ValueError("inplace=True needs logits to be a numpy.ndarray")
+            raise TypeError("inplace=True needs logits to be a numpy.ndarray")
         if not z_in.flags.writeable:
             raise ValueError("inplace=True but logits is read-only")
         if z_in.dtype.kind != "f":

@@ -1,0 +1,516 @@
+# Type stubs for csoftmax's public API (the runtime is csoftmax/_api.py).
+#
+# Return types follow the runtime exactly where the options decide them:
+#   logsumexp:      return_sign=True -> (result, sign); axis=None & keepdims=False
+#                   -> a NumPy scalar; out=arr -> that very array.
+#   cross_entropy*: reduction="none" -> per-sample ndarray, "mean"/"sum" -> NumPy
+#                   scalar; return_lse=True appends the per-sample lse (ndarray).
+#   dtype:          a floating input array keeps its scalar type (float16, float32,
+#                   float64, longdouble); anything else is typed np.floating[Any].
+# One simplification: softmax/log_softmax of a *0-d array* returns a NumPy scalar
+# at run time, typed here as an ndarray (Python/NumPy scalars are typed exactly).
+#
+# Defaults are written out (not `...`) so tests/test_typing.py can check them
+# against the runtime signatures.
+from typing import Any, Literal, TypedDict, TypeVar, overload
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__version__: str
+
+__all__ = [
+    "__version__",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "cross_entropy_with_grad",
+    "show_config",
+]
+
+_SCT = TypeVar("_SCT", bound=np.floating[Any])
+_ArrayT = TypeVar("_ArrayT", bound=NDArray[Any])
+
+_Float = np.floating[Any]
+_FloatArray = NDArray[np.floating[Any]]
+_Axis = int | tuple[int, ...] | None
+_Scalar = float | np.floating[Any] | np.integer[Any]
+_Reduced = Literal["mean", "sum"]
+_Reduction = Literal["none", "mean", "sum"]
+
+class _Config(TypedDict):
+    version: str
+    isa: str
+    available: list[str]
+    openmp: bool
+    max_threads: int
+
+def show_config(print_it: bool = False) -> _Config: ...
+
+# --------------------------------------------------------------------------- logsumexp
+# return_sign=False
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: _Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: Literal[False] = False,
+    *,
+    out: _ArrayT,
+) -> _ArrayT: ...
+@overload
+def logsumexp(
+    a: NDArray[_SCT],
+    axis: None = None,
+    b: None = None,
+    keepdims: Literal[False] = False,
+    return_sign: Literal[False] = False,
+    *,
+    out: None = None,
+) -> _SCT: ...
+@overload
+def logsumexp(
+    a: NDArray[_SCT],
+    axis: _Axis = None,
+    b: None = None,
+    keepdims: bool = False,
+    return_sign: Literal[False] = False,
+    *,
+    out: None = None,
+) -> NDArray[_SCT] | _SCT: ...
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: None = None,
+    b: ArrayLike | None = None,
+    keepdims: Literal[False] = False,
+    return_sign: Literal[False] = False,
+    *,
+    out: None = None,
+) -> _Float: ...
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: _Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: Literal[False] = False,
+    *,
+    out: None = None,
+) -> _FloatArray | _Float: ...
+
+# return_sign=True: (result, sign); the sign is never written to `out`
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: _Axis,
+    b: ArrayLike | None,
+    keepdims: bool,
+    return_sign: Literal[True],
+    *,
+    out: _ArrayT,
+) -> tuple[_ArrayT, _FloatArray | _Float]: ...
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: _Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    *,
+    return_sign: Literal[True],
+    out: _ArrayT,
+) -> tuple[_ArrayT, _FloatArray | _Float]: ...
+@overload
+def logsumexp(
+    a: NDArray[_SCT],
+    axis: None = None,
+    b: None = None,
+    keepdims: Literal[False] = False,
+    *,
+    return_sign: Literal[True],
+    out: None = None,
+) -> tuple[_SCT, _SCT]: ...
+@overload
+def logsumexp(
+    a: NDArray[_SCT],
+    axis: _Axis = None,
+    b: None = None,
+    keepdims: bool = False,
+    *,
+    return_sign: Literal[True],
+    out: None = None,
+) -> tuple[NDArray[_SCT] | _SCT, NDArray[_SCT] | _SCT]: ...
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: None = None,
+    b: ArrayLike | None = None,
+    keepdims: Literal[False] = False,
+    *,
+    return_sign: Literal[True],
+    out: None = None,
+) -> tuple[_Float, _Float]: ...
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: _Axis,
+    b: ArrayLike | None,
+    keepdims: bool,
+    return_sign: Literal[True],
+    *,
+    out: None = None,
+) -> tuple[_FloatArray | _Float, _FloatArray | _Float]: ...
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: _Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    *,
+    return_sign: Literal[True],
+    out: None = None,
+) -> tuple[_FloatArray | _Float, _FloatArray | _Float]: ...
+
+# return_sign only known as bool
+@overload
+def logsumexp(
+    a: ArrayLike,
+    axis: _Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+    *,
+    out: NDArray[Any] | None = None,
+) -> Any: ...
+
+# --------------------------------------------------------------------------- softmax
+@overload
+def softmax(x: ArrayLike, axis: _Axis = None, *, out: _ArrayT) -> _ArrayT: ...
+@overload
+def softmax(x: _SCT, axis: _Axis = None, *, out: None = None) -> _SCT: ...
+@overload
+def softmax(x: _Scalar, axis: _Axis = None, *, out: None = None) -> _Float: ...
+@overload
+def softmax(x: NDArray[_SCT], axis: _Axis = None, *, out: None = None) -> NDArray[_SCT]: ...
+@overload
+def softmax(x: ArrayLike, axis: _Axis = None, *, out: None = None) -> _FloatArray: ...
+@overload
+def log_softmax(x: ArrayLike, axis: _Axis = None, *, out: _ArrayT) -> _ArrayT: ...
+@overload
+def log_softmax(x: _SCT, axis: _Axis = None, *, out: None = None) -> _SCT: ...
+@overload
+def log_softmax(x: _Scalar, axis: _Axis = None, *, out: None = None) -> _Float: ...
+@overload
+def log_softmax(x: NDArray[_SCT], axis: _Axis = None, *, out: None = None) -> NDArray[_SCT]: ...
+@overload
+def log_softmax(x: ArrayLike, axis: _Axis = None, *, out: None = None) -> _FloatArray: ...
+
+# --------------------------------------------------------------------------- cross_entropy
+# reduction "mean"/"sum" -> scalar; "none" -> ndarray; return_lse=True -> (loss, lse)
+@overload
+def cross_entropy(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+) -> _SCT: ...
+@overload
+def cross_entropy(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+) -> NDArray[_SCT]: ...
+@overload
+def cross_entropy(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+) -> tuple[_SCT, NDArray[_SCT]]: ...
+@overload
+def cross_entropy(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+) -> _Float: ...
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+) -> _FloatArray: ...
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+) -> tuple[_Float, _FloatArray]: ...
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+) -> tuple[_FloatArray, _FloatArray]: ...
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+) -> _Float | _FloatArray | tuple[_Float | _FloatArray, _FloatArray]: ...
+
+# ------------------------------------------------------------------- cross_entropy_with_grad
+# (loss, grad) or (loss, grad, lse); loss as in cross_entropy.  The gradient has
+# the logits' floating type (it is `out`, or `logits` itself with inplace=True,
+# when given: both must have that dtype).
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[_SCT] | None = None,
+    inplace: bool = False,
+) -> tuple[_SCT, NDArray[_SCT]]: ...
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[_SCT] | None = None,
+    inplace: bool = False,
+) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[_SCT] | None = None,
+    inplace: bool = False,
+) -> tuple[_SCT, NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[_SCT] | None = None,
+    inplace: bool = False,
+) -> tuple[NDArray[_SCT], NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[Any] | None = None,
+    inplace: bool = False,
+) -> tuple[_Float, _FloatArray]: ...
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[Any] | None = None,
+    inplace: bool = False,
+) -> tuple[_FloatArray, _FloatArray]: ...
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[Any] | None = None,
+    inplace: bool = False,
+) -> tuple[_Float, _FloatArray, _FloatArray]: ...
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[Any] | None = None,
+    inplace: bool = False,
+) -> tuple[_FloatArray, _FloatArray, _FloatArray]: ...
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[Any] | None = None,
+    inplace: bool = False,
+) -> (
+    tuple[_Float | _FloatArray, _FloatArray]
+    | tuple[_Float | _FloatArray, _FloatArray, _FloatArray]
+): ...

@@ -1,0 +1,437 @@
+"""PyTorch adapter: csoftmax's fused cross-entropy as an autograd function.
+
+``import csoftmax`` never imports torch; importing *this* module does (install
+it with ``pip install "csoftmax[torch]"``).
+
+    >>> import torch, csoftmax.torch as cst
+    >>> logits = torch.randn(4, 10, requires_grad=True)
+    >>> loss = cst.cross_entropy(logits, torch.tensor([1, 0, 9, 3]))
+    >>> loss.backward()
+
+:func:`cross_entropy` takes the arguments of ``torch.nn.functional.cross_entropy``
+(``input`` of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)``; class-index or
+class-probability ``target``; ``weight``, ``ignore_index``, ``reduction``,
+``label_smoothing``) plus csoftmax's ``sample_weight``, ``z_loss``, ``softcap``,
+``return_lse`` and ``inplace``.  :class:`CrossEntropyLoss` is the module form.
+
+How it works
+------------
+Forward makes one call to :func:`csoftmax.cross_entropy_with_grad` on zero-copy
+NumPy views of the tensors (``tensor.detach().numpy()``; CPU float32/float64
+only) and keeps only the gradient of the loss (a new buffer, or ``input``
+itself with ``inplace=True``); the logits are not saved. Backward does no
+softmax work: it returns that gradient multiplied by the incoming gradient (a
+scalar for ``"mean"``/``"sum"``, one factor per sample for ``"none"``); when
+the incoming gradient is exactly 1 (the usual ``loss.backward()``) the stored
+gradient itself is handed to autograd (which then adopts it as ``.grad`` of a
+leaf without a copy). When ``input`` does not require grad (or grad mode is
+off) only the loss is computed. Higher-order gradients are not available:
+backward with ``create_graph=True`` raises.
+
+``inplace=True``: the gradient overwrites ``input``
+---------------------------------------------------
+The gradient is written into ``input``'s own memory (no second logits-sized
+buffer). Afterwards ``input`` holds ``d loss / d input`` (of the reduced loss,
+before the upstream gradient is applied), not the logits. The rule: ``input``
+must be an intermediate result whose values autograd does not need. It is
+refused with a ``RuntimeError`` before anything is written when
+
+* ``input`` is a leaf that requires grad (a parameter: its values would be
+  destroyed), or a view of one;
+* the autograd node that produced ``input`` (looking through view operations)
+  saved it for its own backward, e.g. ``torch.tanh`` or ``torch.exp``; the
+  output of ``nn.Linear`` / ``x @ W`` is fine.
+
+After writing, ``input``'s version counter is bumped (as any in-place op
+does), so any *other* node that saved this memory (e.g. ``logits.pow(2)``
+computed before the loss) makes backward raise PyTorch's "modified by an
+inplace operation" error instead of silently using the gradient as logits.
+When no gradient is needed (``input`` does not require grad, or grad mode is
+off) nothing is written.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, overload
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - exercised only without torch
+    raise ImportError(
+        "csoftmax.torch needs PyTorch: pip install 'csoftmax[torch]' (torch>=2.1)"
+    ) from exc
+
+import numpy as np
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+from . import cross_entropy as _np_cross_entropy
+from . import cross_entropy_with_grad as _np_cross_entropy_with_grad
+
+__all__ = ["cross_entropy", "CrossEntropyLoss"]
+
+_Reduction = Literal["none", "mean", "sum"]
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+_MAX_VIEW_HOPS = 64
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _as_numpy(t: Tensor) -> np.ndarray[Any, Any]:
+    """Zero-copy NumPy view of a CPU tensor (detached; strides are kept)."""
+    return t.detach().numpy()
+
+
+def _const_tensor(t: Tensor | None, name: str, dtype: torch.dtype | None = None
+                  ) -> np.ndarray[Any, Any] | None:
+    """A NumPy view of an argument we do not differentiate with respect to."""
+    if t is None:
+        return None
+    if not isinstance(t, Tensor):
+        raise TypeError(f"csoftmax.torch.cross_entropy: {name} must be a torch.Tensor "
+                        f"or None, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise ValueError(f"csoftmax.torch.cross_entropy: {name} is on {t.device}; "
+                         f"csoftmax runs on the CPU only")
+    if t.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(
+            f"csoftmax.torch.cross_entropy: {name} requires grad, but gradients with "
+            f"respect to {name} are not implemented (only with respect to input); "
+            f"pass {name}.detach() if it is a constant")
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    return _as_numpy(t)
+
+
+def _same_memory(a: Tensor, b: Tensor) -> bool:
+    try:
+        return bool(a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+                    and a.untyped_storage().data_ptr() != 0)
+    except RuntimeError:       # e.g. a tensor without storage
+        return False
+
+
+def _saved_tensors_of(node: Any) -> list[Tensor]:
+    """The tensors an autograd node saved for its backward (its ``_saved_*`` attributes)."""
+    found: list[Tensor] = []
+    for name in dir(node):
+        if not name.startswith("_saved_"):
+            continue
+        try:
+            val = getattr(node, name)
+        except RuntimeError:   # already freed, or not unpackable
+            continue
+        if isinstance(val, Tensor):
+            found.append(val)
+        elif isinstance(val, (list, tuple)):
+            found.extend(v for v in val if isinstance(v, Tensor))
+    return found
+
+
+def _check_inplace(input: Tensor) -> None:
+    """Refuse ``inplace=True`` on a tensor whose values autograd needs (see the module doc)."""
+    what = "csoftmax.torch.cross_entropy(inplace=True)"
+    if input.is_leaf:
+        raise RuntimeError(
+            f"{what}: input is a leaf tensor that requires grad; writing the gradient "
+            f"into it would destroy the values autograd differentiates with respect to. "
+            f"Use inplace=True only on an intermediate result (e.g. the output of a "
+            f"Linear layer), or inplace=False")
+    base = input._base
+    if base is not None and base.is_leaf and base.requires_grad:
+        raise RuntimeError(
+            f"{what}: input is a view of a leaf tensor that requires grad; writing the "
+            f"gradient into it would overwrite that tensor. Use inplace=False")
+    # Walk up from input's producer through view-like nodes (they share input's
+    # memory) and refuse if any of them saved that memory, or if it belongs to a leaf.
+    node = input.grad_fn
+    for _ in range(_MAX_VIEW_HOPS):
+        if node is None:
+            break
+        if type(node).__name__ == "AccumulateGrad":
+            var = getattr(node, "variable", None)
+            if isinstance(var, Tensor) and _same_memory(var, input):
+                raise RuntimeError(
+                    f"{what}: input shares memory with a leaf tensor that requires grad; "
+                    f"use inplace=False")
+            break
+        for saved in _saved_tensors_of(node):
+            if _same_memory(saved, input):
+                raise RuntimeError(
+                    f"{what}: autograd still needs input's values: "
+                    f"{type(node).__name__} (the operation that produced input) saved them "
+                    f"for its backward, so they must not be overwritten. Use inplace=False")
+        # follow the first differentiable parent only if this node is a view op,
+        # i.e. its output (input) aliases its input's memory
+        name = type(node).__name__
+        if not _is_view_node(name):
+            break
+        parents = [fn for fn, _ in node.next_functions if fn is not None]
+        if not parents:
+            break
+        node = parents[0]
+
+
+# autograd nodes of operations whose output aliases their input's memory
+_VIEW_NODES = frozenset({
+    "View", "UnsafeView", "Reshape", "ReshapeAlias", "Alias", "AsStrided", "Transpose",
+    "Permute", "T", "Select", "Slice", "Narrow", "Expand", "Squeeze", "Unsqueeze",
+    "Diagonal", "Unfold", "Split", "SplitWithSizes", "Unbind", "Chunk", "Detach",
+    "Movedim", "Swapaxes", "Flatten", "Unflatten", "Real", "Imag", "ViewAsReal",
+    "ViewAsComplex",
+})
+
+
+def _is_view_node(name: str) -> bool:
+    base = name.rstrip("0123456789")
+    if base.endswith("Backward"):
+        base = base[: -len("Backward")]
+    return base in _VIEW_NODES
+
+
+# --------------------------------------------------------------------------- autograd
+
+class _Options:
+    """Everything but the tensors, passed through ``Function.apply`` as one object."""
+
+    __slots__ = ("axis", "ignore_index", "reduction", "label_smoothing", "z_loss",
+                 "softcap", "return_lse", "inplace")
+
+    def __init__(self, axis: int, ignore_index: int | None, reduction: _Reduction,
+                 label_smoothing: float, z_loss: float, softcap: float | None,
+                 return_lse: bool, inplace: bool) -> None:
+        self.axis = axis
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.z_loss = z_loss
+        self.softcap = softcap
+        self.return_lse = return_lse
+        self.inplace = inplace
+
+
+def _call(z: np.ndarray[Any, Any], t: np.ndarray[Any, Any],
+          w: np.ndarray[Any, Any] | None, sw: np.ndarray[Any, Any] | None,
+          o: _Options, out: np.ndarray[Any, Any] | None, inplace: bool,
+          with_grad: bool) -> tuple[Any, ...]:
+    kw: dict[str, Any] = dict(axis=o.axis, weight=w, sample_weight=sw,
+                              ignore_index=o.ignore_index, reduction=o.reduction,
+                              label_smoothing=o.label_smoothing, z_loss=o.z_loss,
+                              softcap=o.softcap, return_lse=o.return_lse)
+    if not with_grad:
+        r = _np_cross_entropy(z, t, **kw)
+        return (r[0], None, r[1]) if o.return_lse else (r, None, None)
+    r = _np_cross_entropy_with_grad(z, t, out=out, inplace=inplace, **kw)
+    return (r[0], r[1], r[2]) if o.return_lse else (r[0], r[1], None)
+
+
+def _loss_tensor(loss: Any) -> Tensor:
+    return torch.from_numpy(np.asarray(loss))
+
+
+class _CrossEntropyFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, input: Tensor, t: np.ndarray[Any, Any],
+                w: np.ndarray[Any, Any] | None, sw: np.ndarray[Any, Any] | None,
+                o: _Options) -> Tensor | tuple[Tensor, Tensor]:
+        z = _as_numpy(input)
+        if o.inplace:
+            grad_t = input.detach()
+            loss, _, lse = _call(z, t, w, sw, o, None, True, True)
+            # we wrote into input's memory behind autograd's back: tell it
+            torch.autograd.graph.increment_version(input)
+        elif input.is_contiguous():
+            # a NumPy allocation: large ones are backed by transparent huge pages,
+            # which makes the kernel's first write to the gradient much cheaper
+            # than into a fresh torch.empty buffer (fewer page faults)
+            gnp = np.empty(tuple(input.shape), dtype=z.dtype)
+            loss, _, lse = _call(z, t, w, sw, o, gnp, False, True)
+            grad_t = torch.from_numpy(gnp)
+        else:
+            # same layout as input (keeps AccumulateGrad's layout contract)
+            grad_t = torch.empty_like(input, requires_grad=False)
+            loss, _, lse = _call(z, t, w, sw, o, _as_numpy(grad_t), False, True)
+        ctx.save_for_backward(grad_t)
+        ctx.reduction = o.reduction          # type: ignore[attr-defined]
+        ctx.class_dim = o.axis               # type: ignore[attr-defined]
+        loss_t = _loss_tensor(loss)
+        if o.return_lse:
+            lse_t = _loss_tensor(lse)
+            ctx.mark_non_differentiable(lse_t)
+            return loss_t, lse_t
+        return loss_t
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, *_unused: Any) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():
+            # create_graph=True: the stored gradient is a constant to autograd, so a
+            # second derivative would silently miss the loss's Hessian
+            raise RuntimeError(
+                "csoftmax.torch.cross_entropy: double backward (create_graph=True) is not "
+                "supported; use torch.nn.functional.cross_entropy for higher-order "
+                "gradients")
+        (g,) = ctx.saved_tensors
+        if ctx.reduction == "none":
+            if bool(torch.all(grad_loss == 1)):
+                gi = g
+            else:
+                gi = g * grad_loss.unsqueeze(ctx.class_dim)
+        elif float(grad_loss) == 1.0:
+            gi = g                       # loss.backward(): nothing to scale
+        else:
+            gi = g * grad_loss
+        return gi, None, None, None, None
+
+
+# --------------------------------------------------------------------------- public API
+
+@overload
+def cross_entropy(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, *,
+    sample_weight: Tensor | None = None, ignore_index: int | None = -100,
+    reduction: _Reduction = "mean", label_smoothing: float = 0.0, z_loss: float = 0.0,
+    softcap: float | None = None, return_lse: Literal[False] = False, inplace: bool = False,
+) -> Tensor: ...
+@overload
+def cross_entropy(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, *,
+    sample_weight: Tensor | None = None, ignore_index: int | None = -100,
+    reduction: _Reduction = "mean", label_smoothing: float = 0.0, z_loss: float = 0.0,
+    softcap: float | None = None, return_lse: Literal[True], inplace: bool = False,
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def cross_entropy(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, *,
+    sample_weight: Tensor | None = None, ignore_index: int | None = -100,
+    reduction: _Reduction = "mean", label_smoothing: float = 0.0, z_loss: float = 0.0,
+    softcap: float | None = None, return_lse: bool = False, inplace: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]: ...
+
+
+def cross_entropy(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, *,
+    sample_weight: Tensor | None = None, ignore_index: int | None = -100,
+    reduction: _Reduction = "mean", label_smoothing: float = 0.0, z_loss: float = 0.0,
+    softcap: float | None = None, return_lse: bool = False, inplace: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Cross-entropy of ``input`` logits, as ``torch.nn.functional.cross_entropy``.
+
+    Parameters
+    ----------
+    input : Tensor
+        CPU float32 or float64 logits of shape ``(C,)``, ``(N, C)`` or
+        ``(N, C, d1, ...)``: classes on dim 1 (dim 0 for 1-D input).  Any strides;
+        no copy is made.
+    target : Tensor
+        Class indices (an integer tensor of ``input``'s shape without the class
+        dim) or class probabilities (a float tensor of ``input``'s shape; no
+        gradient flows to it).
+    weight : Tensor, optional
+        Class weights, shape ``(C,)`` (a constant).
+    sample_weight : Tensor, optional
+        Per-sample weights (shape of the per-sample loss), a csoftmax extension;
+        see :func:`csoftmax.cross_entropy`.
+    ignore_index, reduction, label_smoothing
+        As PyTorch (``ignore_index`` applies to class indices only; ``None``
+        disables it).
+    z_loss, softcap
+        csoftmax extensions: ``z_loss * lse**2`` per sample; logits soft-capped
+        to ``softcap * tanh(z / softcap)`` first.
+    return_lse : bool
+        Also return the per-sample log-sum-exp (a tensor without gradient).
+    inplace : bool
+        Write the gradient into ``input`` (see the module docstring for the
+        rule; refused with ``RuntimeError`` when autograd needs ``input``).
+
+    Returns
+    -------
+    Tensor, or (Tensor, Tensor) with ``return_lse``
+        The loss (a 0-d tensor for "mean"/"sum"; per sample for "none"), of
+        ``input``'s dtype, and the lse.
+    """
+    if not isinstance(input, Tensor) or not isinstance(target, Tensor):
+        raise TypeError("csoftmax.torch.cross_entropy: input and target must be torch.Tensor")
+    if input.device.type != "cpu" or target.device.type != "cpu":
+        raise ValueError(f"csoftmax.torch.cross_entropy: tensors must be on the CPU "
+                         f"(input on {input.device}, target on {target.device})")
+    if input.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"csoftmax.torch.cross_entropy: input must be float32 or float64, "
+                        f"got {input.dtype} (convert with input.float())")
+    if input.dim() == 0:
+        raise ValueError("csoftmax.torch.cross_entropy: input must have at least one "
+                         "dimension (the classes)")
+    if input.is_complex() or input.layout != torch.strided:
+        raise TypeError("csoftmax.torch.cross_entropy: input must be a dense real tensor")
+    axis = 0 if input.dim() == 1 else 1
+    if target.is_floating_point():
+        t = _const_tensor(target, "target (probabilities)",
+                          None if target.dtype in _FLOAT_DTYPES else input.dtype)
+    elif target.dtype == torch.bool or target.is_complex():
+        raise TypeError(f"csoftmax.torch.cross_entropy: target must hold class indices "
+                        f"(integer) or probabilities (float), got {target.dtype}")
+    else:
+        t = _const_tensor(target, "target")
+    assert t is not None
+    w = _const_tensor(weight, "weight")
+    sw = _const_tensor(sample_weight, "sample_weight")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"csoftmax.torch.cross_entropy: reduction must be 'none', 'mean' "
+                         f"or 'sum', got {reduction!r}")
+    opts = _Options(axis, ignore_index, reduction, float(label_smoothing), float(z_loss),
+                    softcap, bool(return_lse), bool(inplace))
+
+    if not (torch.is_grad_enabled() and input.requires_grad):
+        # no gradient wanted: the loss alone, input is never written
+        loss, _, lse = _call(_as_numpy(input), t, w, sw, opts, None, False, False)
+        if return_lse:
+            return _loss_tensor(loss), _loss_tensor(lse)
+        return _loss_tensor(loss)
+    if inplace:
+        _check_inplace(input)
+    out: Tensor | tuple[Tensor, Tensor] = _CrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
+        input, t, w, sw, opts)
+    return out
+
+
+class CrossEntropyLoss(torch.nn.Module):
+    """Module form of :func:`cross_entropy` (cf. ``torch.nn.CrossEntropyLoss``).
+
+    ``weight`` is registered as a buffer (it follows ``.to()`` / ``state_dict``);
+    ``forward(input, target, sample_weight=None)`` returns the loss.
+    """
+
+    weight: Tensor | None
+
+    def __init__(self, weight: Tensor | None = None, *, ignore_index: int | None = -100,
+                 reduction: _Reduction = "mean", label_smoothing: float = 0.0,
+                 z_loss: float = 0.0, softcap: float | None = None,
+                 inplace: bool = False) -> None:
+        super().__init__()
+        if reduction not in ("none", "mean", "sum"):
+            raise ValueError(f"CrossEntropyLoss: reduction must be 'none', 'mean' or "
+                             f"'sum', got {reduction!r}")
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.reduction: _Reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.z_loss = z_loss
+        self.softcap = softcap
+        self.inplace = inplace
+
+    def forward(self, input: Tensor, target: Tensor,
+                sample_weight: Tensor | None = None) -> Tensor:
+        return cross_entropy(input, target, self.weight, sample_weight=sample_weight,
+                             ignore_index=self.ignore_index, reduction=self.reduction,
+                             label_smoothing=self.label_smoothing, z_loss=self.z_loss,
+                             softcap=self.softcap, inplace=self.inplace)
+
+    def extra_repr(self) -> str:
+        parts = [f"reduction={self.reduction!r}", f"ignore_index={self.ignore_index}"]
+        if self.label_smoothing:
+            parts.append(f"label_smoothing={self.label_smoothing}")
+        if self.z_loss:
+            parts.append(f"z_loss={self.z_loss}")
+        if self.softcap is not None:
+            parts.append(f"softcap={self.softcap}")
+        if self.inplace:
+            parts.append("inplace=True")
+        return ", ".join(parts)
