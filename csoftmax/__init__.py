@@ -26,7 +26,18 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_with_grad",
     "show_config",
+    "set_num_threads",
 ]
+
+
+def set_num_threads(n: int) -> None:
+    """Limit the threads the kernels use over rows (OpenMP; default: all cores).
+
+    Applies to calls from the calling thread.  ``OMP_NUM_THREADS`` and
+    ``threadpoolctl.threadpool_limits`` work as well.  Results do not depend
+    on the thread count.
+    """
+    _core.set_num_threads(int(n))
 
 
 def show_config(print_it: bool = False) -> dict:

@@ -27,6 +27,7 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_with_grad",
     "show_config",
+    "set_num_threads",
 ]
 
 _SCT = TypeVar("_SCT", bound=np.floating[Any])
@@ -47,6 +48,7 @@ class _Config(TypedDict):
     max_threads: int
 
 def show_config(print_it: bool = False) -> _Config: ...
+def set_num_threads(n: int) -> None: ...
 
 # --------------------------------------------------------------------------- logsumexp
 # return_sign=False

@@ -45,6 +45,7 @@ cdef extern from "csoftmax.h" nogil:
     int csm_isa_set(csm_isa isa)
     const char *csm_isa_name(csm_isa isa)
     int csm_max_threads()
+    void csm_set_num_threads(int n)
 
     int csm_logsumexp_f32(csm_shape sh, const float *x, csm_strides xs, float *lse, csm_strides ls)
     int csm_logsumexp_f64(csm_shape sh, const double *x, csm_strides xs, double *lse, csm_strides ls)

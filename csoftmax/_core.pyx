@@ -289,6 +289,13 @@ def max_threads():
     return csm_max_threads()
 
 
+def set_num_threads(int n):
+    """Limit the kernels' OpenMP threads (for the calling thread); n >= 1."""
+    if n < 1:
+        raise ValueError("the number of threads must be >= 1")
+    csm_set_num_threads(n)
+
+
 def openmp_enabled():
     """True if the extension was built with OpenMP."""
     return bool(CSM_OPENMP)

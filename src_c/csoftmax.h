@@ -82,6 +82,8 @@ int csm_isa_set(csm_isa isa);
 const char *csm_isa_name(csm_isa isa);
 /* Number of OpenMP threads kernels will use (1 without OpenMP). */
 int csm_max_threads(void);
+/* Set it (OpenMP's omp_set_num_threads for the calling thread; no-op without OpenMP). */
+void csm_set_num_threads(int n);
 
 /*
  * lse[row] = log(sum_k exp(x[row, k])), computed as

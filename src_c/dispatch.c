@@ -93,8 +93,10 @@ const char *csm_isa_name(csm_isa isa)
 #if defined(_OPENMP)
 #  include <omp.h>
 int csm_max_threads(void) { return omp_get_max_threads(); }
+void csm_set_num_threads(int n) { if (n > 0) omp_set_num_threads(n); }
 #else
 int csm_max_threads(void) { return 1; }
+void csm_set_num_threads(int n) { (void)n; }
 #endif
 
 #define CSM_T_() (csm_init(), csm_tbl)
