@@ -475,11 +475,14 @@ def _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore
     sp.n = math.prod(batch_shape)
     sp.n0 = math.prod(z.shape[:ax])
     sp.n1 = math.prod(z.shape[ax + 1:])
-    sp.weight = None if weight is None else _nonneg_array(weight, (sp.c,), sp.cdt, "weight", name)
+    sp.weight = (None if weight is None else
+                 _nonneg_array(weight, (sp.c,), sp.cdt, "weight", name).copy())   # private copy
     sp.wsum = float(sp.c) if sp.weight is None else float(np.sum(sp.weight, dtype=np.float64))
+    # (a private copy: the kernel reads it row by row while writing the
+    # gradient, which may be the very memory the caller's array lives in)
     sp.sample_weight = (None if sample_weight is None else
                         _nonneg_array(sample_weight, batch_shape, np.float64, "sample_weight",
-                                      name).reshape(-1))
+                                      name).reshape(-1).copy())
     if ignore_index is None:
         sp.ignore_index = None
     else:
@@ -699,7 +702,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weig
         if gs_arr.shape != sp.batch_shape:
             raise ValueError(f"{name}: grad_scale has shape {gs_arr.shape}, expected the "
                              f"per-sample loss shape {sp.batch_shape}")
-        gs_arr = np.ascontiguousarray(gs_arr).reshape(-1)
+        gs_arr = gs_arr.reshape(-1).copy()      # private: see sample_weight
         gs0 = 1.0
     if inplace:
         if not isinstance(z_in, np.ndarray):
