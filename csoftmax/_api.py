@@ -413,6 +413,8 @@ class _XentSpec:
 
 
 def _opt_float(v, name, what, lo=None, hi=None, lo_open=False):
+    if isinstance(v, (str, bytes)):
+        raise TypeError(f"{what}: {name} must be a real number, got {v!r}")
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -493,16 +495,38 @@ def _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore
     sp.eps = _opt_float(label_smoothing, "label_smoothing", name, 0.0, 1.0)
     sp.alpha = _opt_float(z_loss, "z_loss", name, 0.0)
     sp.cap = 0.0 if softcap is None else _opt_float(softcap, "softcap", name, 0.0, lo_open=True)
+    if sp.cap:
+        big = float(np.finfo(sp.cdt).max)
+        if sp.cap > big / 4:
+            sp.cap = 0.0        # c tanh(z / c) == z to working precision for such c
+        else:
+            sp.cap = max(sp.cap, 4.0 / big)   # keep 1 / c finite in the compute dtype
     sp.labels = None
     if not sp.soft:
-        sp.labels = _labels_int64(t, sp.c)
+        sp.labels = _labels_int64(t, sp.c, sp)
     return sp
 
 
-def _labels_int64(t: np.ndarray, c: int) -> np.ndarray:
-    """Labels as native int64, refusing uint64 values that do not fit (no wraparound)."""
+def _labels_int64(t: np.ndarray, c: int, sp=None) -> np.ndarray:
+    """Labels as native int64, refusing uint64 values that do not fit (no wraparound).
+
+    A uint64 label equal to an ignore_index above int64's range is ignored:
+    such labels become -1 and the kernel's ignore value becomes -1 (no valid
+    label is negative, and no uint64 label can be -1).
+    """
     if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
         big = t > np.uint64(np.iinfo(np.int64).max)
+        ig = None if sp is None else sp.ignore_index
+        if big.any() and ig is not None and ig > np.iinfo(np.int64).max and ig < 2**64:
+            hit = t == np.uint64(ig)
+            if hit.any():
+                lab = np.where(hit, np.uint64(0), t).astype(np.int64)
+                lab[hit] = -1
+                sp.ignore_index = -1
+                big = big & ~hit
+                if not big.any():
+                    return lab
+                t = t  # fall through to the error for the remaining big labels
         if big.any():
             pos = np.unravel_index(int(np.argmax(big)), t.shape)
             raise ValueError(

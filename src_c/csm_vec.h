@@ -101,14 +101,14 @@ static inline double csm_frombits_f64(uint64_t u) { double f; memcpy(&f, &u, 8);
 
 CSM_INLINE csm_v_f32 csm_splat_f32(float s)
 {
-    csm_v_f32 v;
+    csm_v_f32 v = {0};
     for (int j = 0; j < CSM_VL_f32; j++) CSM_LANE(v, j) = s;
     return v;
 }
 
 CSM_INLINE csm_v_f64 csm_splat_f64(double s)
 {
-    csm_v_f64 v;
+    csm_v_f64 v = {0};
     for (int j = 0; j < CSM_VL_f64; j++) CSM_LANE(v, j) = s;
     return v;
 }
@@ -225,37 +225,54 @@ CSM_INLINE csm_v_f64 csm_vexp_f64(csm_v_f64 x)
 }
 
 /*
- * tanh for the soft-cap: sign(x) * (1 - 2 / (exp(2|x|) + 1)).  Absolute error
- * a few ULP of 1 (relative accuracy is lost only for |x| << 1, where the
- * soft-capped logit c * tanh(z / c) needs absolute accuracy anyway);
- * +-inf -> +-1, NaN -> NaN.
+ * tanh for the soft-cap.  |x| >= 1/8: sign(x) (1 - 2 / (exp(2|x|) + 1))
+ * (relative error a few ULP there); |x| < 1/8: the odd Taylor series to x^15
+ * (truncation < 4e-17 relative), so c tanh(z / c) keeps z's relative
+ * precision when c >> |z|.  +-inf -> +-1, NaN -> NaN.
  */
+#define CSM_TANH_BODY(D, U, splat, vexp, madd)                                        \
+    const U sign = CSM_BITS(U, splat(-0.0));                                          \
+    U xb = CSM_BITS(U, x);                                                            \
+    D ax = CSM_FROMBITS(D, xb & ~sign);                                               \
+    D e = vexp(ax + ax);                                                              \
+    D big = splat(1.0) - splat(2.0) / (e + splat(1.0));                               \
+    big = CSM_FROMBITS(D, CSM_BITS(U, big) | (xb & sign));                            \
+    D w = x * x;                                                                      \
+    D p = splat(-929569.0 / 638512875.0);                                             \
+    p = madd(p, w, splat(21844.0 / 6081075.0));                                       \
+    p = madd(p, w, splat(-1382.0 / 155925.0));                                        \
+    p = madd(p, w, splat(62.0 / 2835.0));                                             \
+    p = madd(p, w, splat(-17.0 / 315.0));                                             \
+    p = madd(p, w, splat(2.0 / 15.0));                                                \
+    p = madd(p, w, splat(-1.0 / 3.0));                                                \
+    D small = madd(x * w, p, x);                                                      \
+    U m = (U)(ax < splat(0.125));                                                     \
+    return CSM_FROMBITS(D, (CSM_BITS(U, small) & m) | (CSM_BITS(U, big) & ~m));
+
+#if CSM_GNU_VEC
 CSM_INLINE csm_v_f32 csm_vtanh_f32(csm_v_f32 x)
 {
-    const csm_u_f32 sign = CSM_BITS(csm_u_f32, csm_splat_f32(-0.0f));
-    csm_u_f32 xb = CSM_BITS(csm_u_f32, x);
-    csm_v_f32 ax = CSM_FROMBITS(csm_v_f32, xb & ~sign);
-    csm_v_f32 e = csm_vexp_f32(ax + ax);
-    csm_v_f32 t = csm_splat_f32(1.0f) - csm_splat_f32(2.0f) / (e + csm_splat_f32(1.0f));
-    return CSM_FROMBITS(csm_v_f32, CSM_BITS(csm_u_f32, t) | (xb & sign));
+#define CSM_SPLAT32_(c) csm_splat_f32((float)(c))
+    CSM_TANH_BODY(csm_v_f32, csm_u_f32, CSM_SPLAT32_, csm_vexp_f32, csm_madd_f32)
+#undef CSM_SPLAT32_
 }
 
 CSM_INLINE csm_v_f64 csm_vtanh_f64(csm_v_f64 x)
 {
-    const csm_u_f64 sign = CSM_BITS(csm_u_f64, csm_splat_f64(-0.0));
-    csm_u_f64 xb = CSM_BITS(csm_u_f64, x);
-    csm_v_f64 ax = CSM_FROMBITS(csm_v_f64, xb & ~sign);
-    csm_v_f64 e = csm_vexp_f64(ax + ax);
-    csm_v_f64 t = csm_splat_f64(1.0) - csm_splat_f64(2.0) / (e + csm_splat_f64(1.0));
-    return CSM_FROMBITS(csm_v_f64, CSM_BITS(csm_u_f64, t) | (xb & sign));
+    CSM_TANH_BODY(csm_v_f64, csm_u_f64, csm_splat_f64, csm_vexp_f64, csm_madd_f64)
 }
+#else
+CSM_INLINE csm_v_f32 csm_vtanh_f32(csm_v_f32 x) { return tanhf(x); }
+CSM_INLINE csm_v_f64 csm_vtanh_f64(csm_v_f64 x) { return tanh(x); }
+#endif
+#undef CSM_TANH_BODY
 
 /* ---- lane masks and masked loads/stores (row tails) ------------------------ */
 /* csm_lanemask_D(n): lanes j < n all ones, others zero (0 <= n <= VL). */
 CSM_INLINE csm_u_f32 csm_lanemask_f32(ptrdiff_t n)
 {
 #if CSM_GNU_VEC
-    csm_u_f32 iota;
+    csm_u_f32 iota = {0};
     for (int j = 0; j < CSM_VL_f32; j++) iota[j] = (uint32_t)j;
     return (csm_u_f32)(iota < (uint32_t)n);
 #else
@@ -266,7 +283,7 @@ CSM_INLINE csm_u_f32 csm_lanemask_f32(ptrdiff_t n)
 CSM_INLINE csm_u_f64 csm_lanemask_f64(ptrdiff_t n)
 {
 #if CSM_GNU_VEC
-    csm_u_f64 iota;
+    csm_u_f64 iota = {0};
     for (int j = 0; j < CSM_VL_f64; j++) iota[j] = (uint64_t)j;
     return (csm_u_f64)(iota < (uint64_t)n);
 #else

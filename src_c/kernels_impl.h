@@ -60,7 +60,7 @@ typedef CSM_T CSM_H(csm_t);
 /* Load VL elements at stride s (s == 1: one vector load). */
 CSM_INLINE V CSM_H(vload)(const T *p, ptrdiff_t s)
 {
-    V v;
+    V v = {0};
     if (s == 1) {
         memcpy(&v, p, sizeof v);
     } else {
@@ -480,7 +480,7 @@ typedef csm_v_f64 CSM_H(dvec);
 
 CSM_INLINE D CSM_H(dsplat)(double v)
 {
-    D d;
+    D d = {0};
     for (int j = 0; j < VL; j++) d[j] = v;
     return d;
 }
@@ -509,7 +509,7 @@ CSM_INLINE int CSM_H(tile_core)(const T *const *p, ptrdiff_t c, V *E, V *Mo, D *
     V X[CSM_TILE_MAXC];
     V M = VSPLAT(-(T)INFINITY);
     for (ptrdiff_t k = 0; k < c; k++) {
-        V v;
+        V v = {0};
         for (int j = 0; j < VL; j++) v[j] = p[j][k];
         X[k] = v;
         M = VMAX(v, M);
