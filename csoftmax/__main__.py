@@ -1,8 +1,11 @@
-"""``python -m csoftmax``: self-check against the reference, then a timing table.
+"""``csoftmax`` / ``python -m csoftmax``: self-check against the reference, then a timing table.
 
-``python -m csoftmax``          self-check (exit status 1 on any failure) + table
-``python -m csoftmax check``    self-check only
-``python -m csoftmax bench ...`` the full benchmark (see ``--help``)
+``csoftmax``            self-check (exit status 1 on any failure) + table
+``csoftmax check``      self-check only
+``csoftmax bench ...``  the full benchmark (see ``--help``)
+
+(``python -m csoftmax`` is the same from any directory but the source checkout,
+where Python would import the uncompiled source package.)
 """
 from __future__ import annotations
 
@@ -89,6 +92,11 @@ def main(argv: list[str]) -> int:
         from ._bench import main_table
         main_table()
     return 0 if ok else 1
+
+
+def cli() -> int:
+    """Entry point of the `csoftmax` command."""
+    return main(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ def _print_block(n, c, dt, nthr, t, out):
 def bench_main(argv: list[str]) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m csoftmax bench",
+    p = argparse.ArgumentParser(prog="csoftmax bench",
                                 description="csoftmax against peers and memory floors")
     p.add_argument("--shapes", default=None,
                    help="comma-separated NxC list, e.g. 4096x1000,65536x10 (default: the issue's five)")
