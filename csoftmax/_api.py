@@ -532,7 +532,10 @@ def _labels_int64(t: np.ndarray, c: int, sp=None) -> np.ndarray:
             raise ValueError(
                 f"target label {int(t[pos])} at index {tuple(int(i) for i in pos)} is out of "
                 f"range for {c} classes (valid labels are 0..{c - 1})")
-    return np.asarray(t, dtype=np.int64)
+    lab = np.asarray(t, dtype=np.int64)
+    if not lab.flags.aligned:        # e.g. np.frombuffer(..., offset=1): C reads int64 words
+        lab = lab.copy()
+    return lab
 
 
 def _denominator(sp: _XentSpec) -> float:
