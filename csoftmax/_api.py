@@ -539,7 +539,32 @@ def _labels_int64(t: np.ndarray, c: int, sp=None) -> np.ndarray:
 
 
 def _denominator(sp: _XentSpec) -> float:
-    """What "mean" divides by (PyTorch): sum of s_i * w_{y_i} over counted samples."""
+    """What "mean" divides by (PyTorch): sum of s_i * w_{y_i} over counted samples.
+
+    A positive denominator below 2**-960 would make the gradient factor
+    1/denominator overflow; the private sample weights (or, without them, the
+    class weights) are then scaled by a power of two, which changes neither the
+    mean nor its gradient but keeps every factor finite.
+    """
+    d = _raw_denominator(sp)
+    if not (0.0 < d < 2.0**-960):
+        return d
+    k = -math.frexp(d)[1]                            # d * 2**k in [0.5, 1)
+    if sp.sample_weight is not None:
+        sw = np.ldexp(sp.sample_weight, k)
+        if np.max(sw) <= 2.0**1000:
+            sp.sample_weight = sw
+            return _raw_denominator(sp)
+    elif sp.weight is not None and not sp.soft:
+        w = np.ldexp(sp.weight.astype(np.float64), k)
+        if np.max(w) <= float(np.finfo(sp.cdt).max) / 4:
+            sp.weight = w.astype(sp.cdt)
+            sp.wsum = float(np.sum(sp.weight, dtype=np.float64))
+            return _raw_denominator(sp)
+    return d
+
+
+def _raw_denominator(sp: _XentSpec) -> float:
     if sp.soft:
         return float(sp.n) if sp.sample_weight is None else float(np.sum(sp.sample_weight))
     lab = sp.labels.reshape(-1)
@@ -578,6 +603,10 @@ def _run_xent(sp: _XentSpec, grad3, grad_scale: float, row_gscale, want_lse: boo
     lab2 = _rows2(sp.labels, sp.n0, sp.n1)
     if lab2 is None:
         lab2 = np.ascontiguousarray(sp.labels).reshape(sp.n0, sp.n1)
+    if grad3 is not None and np.may_share_memory(lab2, grad3):
+        # labels living in the gradient's memory (out= or the in-place logits):
+        # the kernel reads row i's label after earlier rows were written
+        lab2 = lab2.copy()
     use_ignore = sp.ignore_index is not None
     ig = sp.ignore_index if use_ignore else 0
     if not (-(2**63) <= ig < 2**63):

@@ -1023,6 +1023,66 @@ row("lse-keepdims-multi", lambda: Call(LSE, Z((3, 4, 5)), axis=(0, 2), keepdims=
 row("lse-return-sign-0d", lambda: Call(LSE, Z((5,)), return_sign=True), Same())
 
 
+# "mean" divides by sum(s_i w_{y_i}); the result must not depend on the weights'
+# overall scale, even when that sum is subnormal (1/sum would overflow a double;
+# was a bug: +-inf / NaN gradients)
+row("tiny-sample-weight-mean", lambda: Call(XG, Z((1, 5)), LAB(1), sample_weight=[1e-310],
+                                            reduction="mean"),
+    Same(drop=("sample_weight",)))
+row("tiny-equal-class-weights-mean", lambda: Call(XG, Z(), LAB(), weight=np.full(5, 1e-310),
+                                                  reduction="mean"),
+    Same(drop=("weight",)))
+row("tiny-class-and-sample-weights-mean",
+    lambda: Call(XG, Z(), LAB(), weight=np.full(5, 1e-160), sample_weight=np.full(4, 1e-160),
+                 reduction="mean"),
+    Same(drop=("weight", "sample_weight")))
+row("small-equal-class-weights-mean", lambda: Call(XG, Z(), LAB(), weight=np.full(5, 1e-300),
+                                                   reduction="mean"),
+    Same(drop=("weight",)))
+
+
+# --------------------------------------------------------------------------- labels inside the output
+
+# Integer labels that live in the gradient's memory (out= or the logits with
+# inplace=True): the kernel validates every label first, then reads each row's
+# label again while earlier rows' gradients are being written.  An invalid
+# label read then indexed outside the row (a segfault, now fixed by copying
+# such labels first), so these cases run in a subprocess; the result must be
+# as if there were no overlap.
+_LABELS_IN_OUTPUT = r"""
+import sys
+import numpy as np
+import csoftmax
+mode, n, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+z = np.random.default_rng(0).standard_normal((n, c))
+want = np.arange(n) % c
+if mode == "out":
+    out = np.zeros((n, c))
+    lab = out.view(np.int64)[::-1, -1]      # the label of row i lives in row n-1-i
+    lab[:] = want
+    el, eg = csoftmax.cross_entropy_with_grad(z, want, reduction="none")
+    loss, grad = csoftmax.cross_entropy_with_grad(z, lab, out=out, reduction="none")
+else:
+    lab = z.view(np.int64)[::-1, -1]
+    lab[:] = want                            # (the logits' last column holds label bits)
+    el, eg = csoftmax.cross_entropy_with_grad(z.copy(), want, reduction="none")
+    loss, grad = csoftmax.cross_entropy_with_grad(z, lab, inplace=True, reduction="none")
+ok = np.allclose(loss, el, rtol=1e-12, atol=0) and np.allclose(grad, eg, rtol=1e-12, atol=1e-15)
+print("OK" if ok else f"WRONG\n{loss}\n{el}")
+"""
+
+
+@pytest.mark.parametrize("mode", ["out", "inplace"])
+@pytest.mark.parametrize("n,c", [(2, 64), (64, 64)])
+def test_labels_living_in_the_output(mode, n, c):
+    import subprocess
+    p = subprocess.run([sys.executable, "-c", _LABELS_IN_OUTPUT, mode, str(n), str(c)],
+                       capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir())
+    assert p.returncode == 0, (f"crashed (exit {p.returncode}): labels sharing memory with "
+                               f"the gradient\n{p.stderr[-2000:]}")
+    assert p.stdout.strip().startswith("OK"), p.stdout
+
+
 # --------------------------------------------------------------------------- tests
 
 @pytest.mark.parametrize("r", [_param(r) for r in CATALOGUE])

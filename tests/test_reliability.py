@@ -14,8 +14,10 @@
     exactly v + log(2**31 + 8); an in-place float32 cross-entropy over
     ~2**31 elements (8.6 GB) runs only when >= 20 GB of RAM is available.
 
-Tests marked ``slow`` (the >2**31-element ones) can be deselected with
-``-m "not slow"``.
+The in-place 2**31-element cross-entropy (25-40 s, 8.6 GB) is marked
+``slow`` (deselect with ``-m "not slow"``); the zero-stride logsumexp ones
+take 2-8 s each natively and are not (tools/sanitize.sh deselects them with
+``-k "not past_2_31"``: minutes under ASan).
 """
 
 import gc
@@ -231,6 +233,15 @@ def test_openmp_1_vs_2_threads_bitwise_env():
 
 # --------------------------------------------------------------------------- (c) leaks
 
+def _under_asan():
+    """True if AddressSanitizer's runtime is loaded (tools/sanitize.sh)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
 def _rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -349,6 +360,10 @@ def test_no_leaks_tracemalloc_and_rss():
     rss_growth = _rss_bytes() - rss0
     leaky = {k: v for k, v in grown.items() if v > TRACED_BOUND}
     assert not leaky, f"traced memory grew over {N_LEAK_CALLS} calls (bytes): {leaky}"
+    if _under_asan():
+        # ASan keeps freed memory in quarantine (256 MiB by default): the RSS
+        # says nothing about leaks there; tracemalloc above still applies
+        return
     assert rss_growth <= RSS_BOUND, (
         f"RSS grew by {rss_growth / 2**20:.1f} MiB over {len(groups)} x {N_LEAK_CALLS} calls")
 
@@ -358,10 +373,11 @@ def test_no_leaks_tracemalloc_and_rss():
 BIG_N = 2**31 + 8
 
 
-@slow
 @pytest.mark.parametrize("dtype,axis", [(np.float32, 1), (np.float32, None),
                                         (np.float64, -1)])
 def test_logsumexp_broadcast_past_2_31(dtype, axis):
+    """2-4 s (float32) / 5-8 s (float64) natively on the 2-core machine: not
+    marked slow; tools/sanitize.sh deselects it (minutes under ASan)."""
     v = 0.5
     a = np.broadcast_to(np.array([[v]], dtype=dtype), (1, BIG_N))
     assert a.strides == (0, 0)
