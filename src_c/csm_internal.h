@@ -42,6 +42,47 @@ static inline double csm_expdiff(double a, double b)
 /* Rows * classes above which the row loop is split over OpenMP threads. */
 #define CSM_PAR_MIN ((ptrdiff_t)1 << 17)
 
+/*
+ * Long rows.  With fewer than two rows per thread and c >= CSM_SPLIT_MIN, the
+ * rows are taken one after the other and each row's chunks are shared among
+ * the threads instead; the per-chunk partial results are combined by one
+ * thread in chunk order, so the bits do not depend on the thread count.
+ */
+#define CSM_SPLIT_MIN ((ptrdiff_t)1 << 16)
+#if defined(_OPENMP) && !defined(_MSC_VER)
+#  include <omp.h>
+#  define CSM_PRAGMA_(x) _Pragma(#x)
+static inline int csm_split_rows(ptrdiff_t nrows, ptrdiff_t c)
+{
+    if (c < CSM_SPLIT_MIN) return 0;
+    int nt = omp_get_max_threads();
+    return nt > 1 && nrows < 2 * (ptrdiff_t)nt;
+}
+/* row loop: over threads above the size threshold, unless rows are split */
+#  define CSM_ROWS_FOR(nrows, c)                                                    \
+     CSM_PRAGMA_(omp parallel for schedule(static)                                 \
+                 if ((nrows) > 1 && (nrows) * (c) >= CSM_PAR_MIN && !csm_split_rows(nrows, c)))
+/* for (q = 0; q < nch; q++) { body } over the chunks of one row: shared among
+ * the threads for a long row outside a parallel row loop, else a plain loop
+ * (no OpenMP region is entered for ordinary rows: that would cost a team
+ * set-up per row) */
+static inline int csm_split_here(ptrdiff_t c)
+{
+    return c >= CSM_SPLIT_MIN && !omp_in_parallel() && omp_get_max_threads() > 1;
+}
+#  define CSM_CHUNK_LOOP(c, nch, q, ...)                                            \
+     if (csm_split_here(c)) {                                                       \
+         CSM_PRAGMA_(omp parallel for schedule(static))                            \
+         for (ptrdiff_t q = 0; q < (nch); q++) { __VA_ARGS__ }                      \
+     } else {                                                                       \
+         for (ptrdiff_t q = 0; q < (nch); q++) { __VA_ARGS__ }                      \
+     }
+#else
+#  define CSM_ROWS_FOR(nrows, c)
+#  define CSM_CHUNK_LOOP(c, nch, q, ...) \
+     for (ptrdiff_t q = 0; q < (nch); q++) { __VA_ARGS__ }
+#endif
+
 /* Per-ISA function table, filled by kernels_<isa>.c. */
 typedef struct {
     int (*logsumexp_f32)(csm_shape, const float *, csm_strides, float *, csm_strides);

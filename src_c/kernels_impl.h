@@ -17,8 +17,10 @@
  *      (in-place) is safe.  The tail of a row is one padded vector whose
  *      extra lanes are masked out of every sum, so the tail runs the same
  *      polynomial as the body and element i always feeds lane i % VL of the
- *      same accumulator: for one ISA, a result never depends on the row's
- *      stride or on the thread count.
+ *      same accumulator: for one ISA, a row-path result never depends on the
+ *      row's stride or on the thread count.  (The rows-per-lane path for
+ *      c <= CSM_TILE_MAXC, taken only with contiguous classes, sums in another
+ *      order: its last bit may differ from the row path's.)
  *   2. The same always-inline helpers are called with a literal stride 1 for
  *      contiguous rows (plain vector loads) and with the real stride
  *      otherwise (lane-by-lane gathers); both give the same bits.
@@ -339,31 +341,25 @@ CSM_INLINE T CSM_H(seg_max_cap)(const T *x, ptrdiff_t xs, ptrdiff_t len,
 /*
  * One pass over a row (see Design 3).  With store, y receives exp(x' - sh_c)
  * per chunk (to be rescaled by exp(cm[c] - M) / (cnt + s)), or x' if capped.
+ * The chunks are independent (shared among threads for a long row, see
+ * CSM_CHUNK_LOOP); their partial sums are then combined in chunk order.  A
+ * chunk whose max is +inf is not stored (st->cm tells which).
  */
 CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
                                  const int store, const int soft, const CSM_H(tspec) *tp,
                                  const int capped, T cap, CSM_H(rowst) *st)
 {
-    ptrdiff_t K = csm_chunk_len(c);
+    const ptrdiff_t K = csm_chunk_len(c);
+    const ptrdiff_t nch = c > 0 ? (c + K - 1) / K : 0;
     const T icap = capped ? (T)1 / cap : (T)0;
-    double M = -INFINITY, cnt = 0.0, s = 0.0;
-    double ts_c[CSM_MAXCH], tz_c[CSM_MAXCH], sh_c[CSM_MAXCH];
-    ptrdiff_t nch = 0;
-    st->special = 0;
-    st->pinf = 0;
-    st->K = K;
-    st->tsum = 0.0;
-    st->tdot = 0.0;
-    for (ptrdiff_t k0 = 0; k0 < c; k0 += K, nch++) {
-        ptrdiff_t len = c - k0 < K ? c - k0 : K;
+    double cs_c[CSM_MAXCH], cc_c[CSM_MAXCH], ts_c[CSM_MAXCH], tz_c[CSM_MAXCH], sh_c[CSM_MAXCH];
+    T *cm = st->cm;
+    CSM_CHUNK_LOOP(c, nch, q,
+        const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
         const T *xc = x + k0 * xs;
         T m = CSM_H(seg_max_cap)(xc, xs, len, capped, cap, icap);
-        if (m == (T)INFINITY) {
-            st->special = 1;
-            st->pinf = 1;
-            st->nch = nch;
-            return;
-        }
+        cm[q] = m;
+        if (m == (T)INFINITY) continue;
         T sh = m == -(T)INFINITY ? (T)0 : m;
         double cs, cc, tsv = 0.0, tzv = 0.0;
         T *yc = store ? y + k0 * ys : NULL;
@@ -373,15 +369,33 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
         else
             CSM_H(seg_expsum)(xc, xs, yc, ys, len, sh, m, store, soft, tp, k0, capped, cap, icap,
                               &cs, &cc, &tsv, &tzv);
-        st->cm[nch] = m;
-        sh_c[nch] = (double)sh;
-        if (soft) { ts_c[nch] = tsv; tz_c[nch] = tzv; }
-        double md = (double)m;
         if (m == -(T)INFINITY) {   /* nothing to add but a NaN, if any */
             cs = cs + cc;
             cc = 0.0;
         }
-        if (nch == 0) {
+        cs_c[q] = cs;
+        cc_c[q] = cc;
+        sh_c[q] = (double)sh;
+        ts_c[q] = tsv;
+        tz_c[q] = tzv;
+    )
+    double M = -INFINITY, cnt = 0.0, s = 0.0;
+    st->special = 0;
+    st->pinf = 0;
+    st->K = K;
+    st->nch = nch;
+    st->tsum = 0.0;
+    st->tdot = 0.0;
+    for (ptrdiff_t q = 0; q < nch; q++) {
+        if (cm[q] == (T)INFINITY) {
+            st->special = 1;
+            st->pinf = 1;
+            return;
+        }
+    }
+    for (ptrdiff_t q = 0; q < nch; q++) {
+        const double md = (double)cm[q], cs = cs_c[q], cc = cc_c[q];
+        if (q == 0) {
             s = cs;
             cnt = cc;
             M = md;
@@ -396,7 +410,6 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
             s += (cc + cs) * exp(md - M);
         }
     }
-    st->nch = nch;
     st->M = M;
     st->cnt = cnt;
     st->s = s;
@@ -444,7 +457,6 @@ static int CSM_H(row_has_nan)(const T *x, ptrdiff_t xs, ptrdiff_t c)
     ptrdiff_t i1 = (sh).n1 == 1 ? 0 : (r) % (sh).n1
 
 #if defined(_OPENMP) && !defined(_MSC_VER)
-#  define CSM_PRAGMA_(x) _Pragma(#x)
 #  define CSM_PARALLEL_FOR(nrows, work) \
      CSM_PRAGMA_(omp parallel for schedule(static) if ((nrows) > 1 && (work) >= CSM_PAR_MIN))
 #else
@@ -591,7 +603,7 @@ int CSM_FN(csm_logsumexp)(csm_shape sh, const T *x, csm_strides xs, T *lse, csm_
         done = ntiles * VL;
     }
 #endif
-    CSM_PARALLEL_FOR(nrows - done, (nrows - done) * c)
+    CSM_ROWS_FOR(nrows - done, c)
     for (ptrdiff_t r = done; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
         const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
@@ -664,7 +676,7 @@ int CSM_FN(csm_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_stri
     if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
     if (c == 0) return CSM_OK;
-    CSM_PARALLEL_FOR(nrows, nrows * c)
+    CSM_ROWS_FOR(nrows, c)
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
         const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
@@ -676,12 +688,12 @@ int CSM_FN(csm_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_stri
             continue;
         }
         double inv = 1.0 / (st.cnt + st.s);
-        for (ptrdiff_t q = 0; q < st.nch; q++) {
+        CSM_CHUNK_LOOP(c, st.nch, q,
             ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
             T f = (T)(csm_expdiff((double)st.cm[q], st.M) * inv);
             if (ys.sc == 1) CSM_H(seg_scale)(yr + k0, 1, len, f);
             else CSM_H(seg_scale)(yr + k0 * ys.sc, ys.sc, len, f);
-        }
+        )
     }
     return CSM_OK;
 }
@@ -691,7 +703,7 @@ int CSM_FN(csm_log_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_
     if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
     if (c == 0) return CSM_OK;
-    CSM_PARALLEL_FOR(nrows, nrows * c)
+    CSM_ROWS_FOR(nrows, c)
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
         const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
@@ -710,8 +722,11 @@ int CSM_FN(csm_log_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_
             continue;
         }
         double L = log1p((st.cnt - 1.0) + st.s);
-        if (xs.sc == 1 && ys.sc == 1) CSM_H(seg_logsm)(xr, 1, yr, 1, c, st.M, L);
-        else CSM_H(seg_logsm)(xr, xs.sc, yr, ys.sc, c, st.M, L);
+        CSM_CHUNK_LOOP(c, st.nch, q,
+            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+            if (xs.sc == 1 && ys.sc == 1) CSM_H(seg_logsm)(xr + k0, 1, yr + k0, 1, len, st.M, L);
+            else CSM_H(seg_logsm)(xr + k0 * xs.sc, xs.sc, yr + k0 * ys.sc, ys.sc, len, st.M, L);
+        )
     }
     return CSM_OK;
 }
@@ -747,10 +762,13 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
          * soft-capping, which maps every infinity to a finite value) */
         int nan = CSM_H(row_has_nan)(zr, zsc, c);
         if (gr) {
-            /* chunks already processed hold exp(z - m): a NaN of z survives
-             * there (needed when gr is z); the rest of gr is not ours to read */
-            ptrdiff_t done = st.nch * st.K < c ? st.nch * st.K : c;
-            nan = nan || CSM_H(row_has_nan)(gr, gsc, done);
+            /* chunks stored hold exp(z - m): a NaN of z survives there
+             * (needed when gr is z); a chunk with max +inf was not stored, and
+             * gr there is not ours to read */
+            for (ptrdiff_t q = 0; q < st.nch && !nan; q++) {
+                ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+                if (st.cm[q] != (T)INFINITY) nan = CSM_H(row_has_nan)(gr + k0 * gsc, gsc, len);
+            }
             CSM_H(seg_fill)(gr, gsc, c, (T)NAN);
         }
         if (labels && !smooth)
@@ -790,17 +808,20 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
     CSM_H(seg_grad)(G, GS, LEN, FA, SOFT, tp, K0, tkb, CAP, M, icap)
     if (capped) {
         T fa = (T)(g0 * A / stot);
-        if (gsc == 1) { if (soft) CSM_SG(gr, 1, c, fa, 1, 0, 1, (T)st.M);
-                        else CSM_SG(gr, 1, c, fa, 0, 0, 1, (T)st.M); }
-        else CSM_SG(gr, gsc, c, fa, soft, 0, 1, (T)st.M);
+        CSM_CHUNK_LOOP(c, st.nch, q,
+            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+            if (gsc == 1) { if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 1, (T)st.M);
+                            else CSM_SG(gr + k0, 1, len, fa, 0, k0, 1, (T)st.M); }
+            else CSM_SG(gr + k0 * gsc, gsc, len, fa, soft, k0, 1, (T)st.M);
+        )
     } else {
-        for (ptrdiff_t q = 0; q < st.nch; q++) {
+        CSM_CHUNK_LOOP(c, st.nch, q,
             ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
             T fa = (T)(csm_expdiff((double)st.cm[q], st.M) * (g0 * A / stot));
             if (gsc == 1) { if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 0, 0);
                             else CSM_SG(gr + k0, 1, len, fa, 0, k0, 0, 0); }
             else CSM_SG(gr + k0 * gsc, gsc, len, fa, soft, k0, 0, 0);
-        }
+        )
     }
 #undef CSM_SG
     if (labels) {
@@ -912,7 +933,7 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
         done = ntiles * VL;
     }
 #endif
-    CSM_PARALLEL_FOR(nrows - done, (nrows - done) * c)
+    CSM_ROWS_FOR(nrows - done, c)
     for (ptrdiff_t r = done; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
         T *gr = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
@@ -941,7 +962,7 @@ int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
     const int capped = opt->softcap > 0.0;
     const double eps = opt->label_smoothing;
-    CSM_PARALLEL_FOR(nrows, nrows * c)
+    CSM_ROWS_FOR(nrows, c)
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
         T *gr = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
@@ -987,6 +1008,5 @@ void CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
 #undef CSM_TILES
 #undef CSM_ROW_INDEX
 #undef CSM_PARALLEL_FOR
-#undef CSM_PRAGMA_
 #undef CSM_T
 #undef CSM_SFX

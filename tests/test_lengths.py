@@ -115,6 +115,73 @@ def test_single_row_of_a_million(dtype):
                      scale=grad_scale(p, 1.0, onehot), ctx=c)
 
 
+@pytest.mark.parametrize("nthreads", [1, 2])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_long_rows_split_over_threads(dtype, nthreads):
+    """Fewer than two rows per thread with C >= 2**16: each row's chunks are
+    shared among the threads (the long-row split); C = 70001 is not a
+    multiple of the chunk length.  Rows, strided rows and the transpose."""
+    n = 70001
+    x = _rows(n, dtype, seed=77)
+    old = csoftmax.show_config()["max_threads"]
+    csoftmax.set_num_threads(nthreads)
+    try:
+        _check_all(x, dtype, f"n={n}, {nthreads} threads")
+    finally:
+        csoftmax.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_long_rows_special_values_split(dtype):
+    """Special values in one chunk of a split long row: +inf (with a NaN in
+    another chunk or not), NaN alone, all -inf; against the reference, with
+    the loss and gradient semantics of short rows, for 1 and 2 threads."""
+    n = 70001
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((5, n)) * 2).astype(dtype)
+    x[0, 40000] = np.inf
+    x[1, 50000] = np.inf
+    x[1, 3] = np.nan
+    x[2, 69999] = np.nan
+    x[3, :] = -np.inf
+    labels = np.array([40000, 7, 8, 9, 10])
+    rdt = np.dtype(dtype)
+    res = {}
+    old = csoftmax.show_config()["max_threads"]
+    try:
+        for nt in (1, 2):
+            csoftmax.set_num_threads(nt)
+            for i in range(5):      # one row at a time: 1 row < 2 per thread
+                xi = x[i:i + 1]
+                c = f"row {i}, {nt} threads"
+                got = [csoftmax.logsumexp(xi, axis=-1), csoftmax.softmax(xi),
+                       csoftmax.log_softmax(xi)]
+                loss, grad = csoftmax.cross_entropy_with_grad(xi, labels[i:i + 1],
+                                                              reduction="none")
+                got += [loss, grad]
+                g2 = xi.copy()
+                loss2, _ = csoftmax.cross_entropy_with_grad(g2, labels[i:i + 1],
+                                                            reduction="none", inplace=True)
+                np.testing.assert_array_equal(loss2, loss, err_msg=c + " (in place)")
+                np.testing.assert_array_equal(g2, grad, err_msg=c + " (in place)")
+                with np.errstate(all="ignore"):
+                    want = [ref.logsumexp(xi, axis=-1), ref.softmax(xi),
+                            ref.log_softmax(xi)]
+                    wl, wg = ref.cross_entropy_with_grad(xi, labels[i:i + 1], reduction="none")
+                # NaN and infinity positions must match exactly (assert_close)
+                scales = (lse_scale(xi, -1) if i in (2, 4) else 0.0, 0.0,
+                          log_softmax_scale(xi, -1) if i in (2, 4) else 0.0, 10.0, 1.0)
+                for name, a, b, sc in zip(("logsumexp", "softmax", "log_softmax", "loss",
+                                           "grad"), got, want + [wl, wg], scales):
+                    assert_close(a, b, func=f"{name} (long row)", dtype=rdt, kind="elem",
+                                 scale=sc, ctx=c)
+                res[(nt, i)] = [np.asarray(a).tobytes() for a in got]
+    finally:
+        csoftmax.set_num_threads(old)
+    for i in range(5):
+        assert res[(1, i)] == res[(2, i)], f"row {i}: 1 and 2 threads differ"
+
+
 # ---------------------------------------------------------------------------
 # N = 0, empty reductions, C = 1
 # ---------------------------------------------------------------------------
