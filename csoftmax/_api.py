@@ -241,6 +241,12 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     >>> csoftmax.logsumexp([1.0, 2.0], b=[1, -1], return_sign=True)
     (np.float64(1.541324854612918), np.float64(-1.0))
     """
+    if (type(a) is np.ndarray and b is None and out is None and not keepdims
+            and not return_sign and a.ndim == 2 and type(axis) is int
+            and (axis == -1 or axis == 1)):
+        r = _core.logsumexp_fast(a)         # small-call fast path (same bits), or None
+        if r is not None:
+            return r
     a = np.asarray(a)
     if b is not None:
         _dtypes(a.dtype, "logsumexp")      # reject bool/complex/object a before promotion
@@ -638,7 +644,7 @@ def _reduce(loss: np.ndarray, sp: _XentSpec, denom: float):
     if sp.reduction == "none":
         with np.errstate(over="ignore"):       # a float32 loss may round to inf
             return loss.astype(rdt)
-    total = float(np.sum(loss))
+    total = _core.sum_f64(loss.reshape(-1))     # the fast path's order too
     with np.errstate(over="ignore"):
         if sp.reduction == "sum":
             return rdt.type(total)
@@ -693,6 +699,10 @@ _XENT_PARAMS_DOC = """
 def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
                   ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
                   softcap=None, return_lse=False):
+    r = _core.xent_try(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                       label_smoothing, z_loss, softcap, return_lse, 1.0, None, False, False)
+    if r is not None:
+        return r
     sp = _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
                        label_smoothing, z_loss, softcap, "cross_entropy")
     loss, lse = _run_xent(sp, None, 1.0, None, return_lse)
@@ -739,6 +749,11 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weig
                             z_loss=0.0, softcap=None, return_lse=False, grad_scale=1.0,
                             out=None, inplace=False):
     name = "cross_entropy_with_grad"
+    r = _core.xent_try(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                       label_smoothing, z_loss, softcap, return_lse, grad_scale, out, inplace,
+                       True)
+    if r is not None:
+        return r
     if inplace and out is not None:
         raise ValueError(f"{name}: give either out= or inplace=True, not both")
     z_in = logits

@@ -19,6 +19,8 @@ Design
    answers them, so ``&x[0, 0, 0]`` here always points at a real element.
 """
 from libc.stdint cimport int64_t
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDES, PyBUF_WRITABLE
 from ._ckernels cimport *
 
 ctypedef fused real:
@@ -310,3 +312,285 @@ cdef extern from *:
     #endif
     """
     int CSM_OPENMP
+
+
+# --------------------------------------------------------------------------- fast paths
+#
+# The common small-problem calls -- logsumexp over the last axis of a 2-D
+# array, cross-entropy of 2-D logits with 1-D int64 labels and default
+# options -- skip the general front end, whose NumPy bookkeeping costs
+# microseconds.  The whole test of "is this such a call?" is done here, on
+# exact types (an ndarray, not a subclass; a Python int/float option), and the
+# arrays are read through the raw buffer protocol (a typed memoryview costs
+# more to set up than the kernel takes on a (4, 10) problem).  Each function
+# returns None when the call is not exactly such a case (dtype, byte order,
+# alignment, strides, overlap, a bad label, ...); the front end then takes
+# the general path, which also produces every error message.  Results are
+# bit-identical to the general path: the same kernel call, the same sum
+# (sum_f64).
+
+import numpy as _np
+
+cdef object _ndarray = _np.ndarray
+cdef object _F32 = _np.dtype(_np.float32)
+cdef object _F64 = _np.dtype(_np.float64)
+cdef object _I64 = _np.dtype(_np.int64)
+cdef object _f32 = _np.float32
+cdef object _f64 = _np.float64
+cdef object _empty = _np.empty
+cdef double _FLT_MAX = 3.4028234663852886e38
+cdef enum:
+    # below this many elements the GIL is kept: releasing it costs more than the work
+    _NOGIL_MIN = 16384
+
+
+cdef double _psum(const double *p, Py_ssize_t n) noexcept nogil:
+    """Pairwise sum (blocks of 32 summed in order): fixed order, O(eps log n) error."""
+    cdef double s = 0.0
+    cdef Py_ssize_t i, h
+    if n <= 32:
+        for i in range(n):
+            s += p[i]
+        return s
+    h = (n // 2 + 31) // 32 * 32
+    return _psum(p, h) + _psum(p + h, n - h)
+
+
+def sum_f64(const double[::1] a):
+    """Sum of a float64 vector in the fixed pairwise order the losses use."""
+    if a.shape[0] == 0:
+        return 0.0
+    return _psum(&a[0], a.shape[0])
+
+
+cdef inline bint _rows_ok(Py_buffer *v, int ndim, Py_ssize_t item) noexcept nogil:
+    """ndim-D, non-empty, aligned, strides whole elements."""
+    cdef int k
+    if v.ndim != ndim or (<size_t>v.buf) % item:
+        return False
+    for k in range(ndim):
+        if v.shape[k] == 0 or v.strides[k] % item:
+            return False
+    return True
+
+
+cdef inline void _span(Py_buffer *v, size_t *lo, size_t *hi) noexcept nogil:
+    """[lo, hi) byte range touched by a non-empty buffer."""
+    cdef size_t a = <size_t>v.buf, b = <size_t>v.buf
+    cdef int k
+    for k in range(v.ndim):
+        if v.strides[k] < 0:
+            a += (v.shape[k] - 1) * v.strides[k]
+        else:
+            b += (v.shape[k] - 1) * v.strides[k]
+    lo[0] = a
+    hi[0] = b + v.itemsize
+
+
+cdef inline bint _overlap(Py_buffer *a, Py_buffer *b) noexcept nogil:
+    cdef size_t alo, ahi, blo, bhi
+    _span(a, &alo, &ahi)
+    _span(b, &blo, &bhi)
+    return alo < bhi and blo < ahi
+
+
+def logsumexp_fast(a):
+    """logsumexp(a, axis=-1) for a 2-D float32/float64 ndarray, or None."""
+    cdef Py_buffer v
+    cdef Py_ssize_t item, n, c
+    cdef csm_shape sh
+    cdef csm_strides xs, ls
+    cdef int st
+    cdef void *r
+    dt = a.dtype
+    if dt is _F32:
+        item = 4
+    elif dt is _F64:
+        item = 8
+    else:
+        return None
+    PyObject_GetBuffer(a, &v, PyBUF_STRIDES)
+    try:
+        if not _rows_ok(&v, 2, item):
+            return None
+        n = v.shape[0]
+        c = v.shape[1]
+        res = _empty(n, dt)
+        r = _data(res)
+        sh.n0 = n; sh.n1 = 1; sh.c = c
+        xs.s0 = v.strides[0] // item; xs.s1 = 0; xs.sc = v.strides[1] // item
+        ls.s0 = 1; ls.s1 = 0; ls.sc = 0
+        if n * c >= _NOGIL_MIN:
+            with nogil:
+                st = _lse_call(item, sh, v.buf, xs, r, ls)
+        else:
+            st = _lse_call(item, sh, v.buf, xs, r, ls)
+    finally:
+        PyBuffer_Release(&v)
+    _check(st)
+    return res
+
+
+cdef inline int _lse_call(Py_ssize_t item, csm_shape sh, const void *x, csm_strides xs,
+                          void *r, csm_strides ls) noexcept nogil:
+    if item == 4:
+        return csm_logsumexp_f32(sh, <const float *>x, xs, <float *>r, ls)
+    return csm_logsumexp_f64(sh, <const double *>x, xs, <double *>r, ls)
+
+
+cdef void *_data(object arr) except NULL:
+    """Data pointer of a fresh, writable, C-contiguous array."""
+    cdef Py_buffer v
+    PyObject_GetBuffer(arr, &v, PyBUF_WRITABLE)
+    cdef void *p = v.buf
+    PyBuffer_Release(&v)      # arr stays alive (the caller holds it)
+    return p
+
+
+cdef inline bint _pynum_zero(object v):
+    return (type(v) is float or type(v) is int) and v == 0
+
+
+def xent_try(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+             label_smoothing, z_loss, softcap, return_lse, grad_scale, out, inplace,
+             bint want_grad):
+    """cross_entropy[_with_grad] for 2-D logits (classes last), 1-D int64
+    labels, default options, reduction "mean"/"sum", grad_scale a finite
+    Python number: the loss (and gradient) exactly as the general path gives
+    them, or None when the call is not such a case."""
+    cdef Py_buffer zb, lb, gb
+    cdef bint have_g = False, mean
+    cdef Py_ssize_t item, n, c, i
+    cdef double buf[64]
+    cdef double *loss = buf
+    cdef double den = 0.0, total, gscale, v
+    cdef const int64_t *lab
+    cdef Py_ssize_t lst
+    cdef csm_shape sh
+    cdef csm_strides zs, lbs, ls, gs
+    cdef csm_xent_opts opt
+    cdef csm_error err
+    cdef void *gp = NULL
+    cdef int st
+    # ---- the exact case, on types only
+    if not (type(logits) is _ndarray and type(target) is _ndarray
+            and type(axis) is int and (axis == -1 or axis == 1)
+            and weight is None and sample_weight is None
+            and type(ignore_index) is int and ignore_index == -100
+            and type(reduction) is str and (reduction == "mean" or reduction == "sum")
+            and _pynum_zero(label_smoothing) and _pynum_zero(z_loss) and softcap is None
+            and return_lse is False and inplace is False
+            and (out is None or (want_grad and type(out) is _ndarray))):
+        return None
+    if type(grad_scale) is float:
+        gscale = grad_scale
+    elif type(grad_scale) is int and -2**62 < grad_scale < 2**62:
+        gscale = grad_scale
+    else:
+        return None
+    if not (gscale - gscale == 0.0):          # inf or NaN: the general path raises
+        return None
+    dt = logits.dtype
+    if dt is _F32:
+        item = 4
+    elif dt is _F64:
+        item = 8
+    else:
+        return None
+    if target.dtype is not _I64 or (out is not None and out.dtype is not dt):
+        return None
+    mean = reduction == "mean"
+    PyObject_GetBuffer(logits, &zb, PyBUF_STRIDES)
+    try:
+        PyObject_GetBuffer(target, &lb, PyBUF_STRIDES)
+        try:
+            if not (_rows_ok(&zb, 2, item) and _rows_ok(&lb, 1, 8)
+                    and lb.shape[0] == zb.shape[0]):
+                return None
+            n = zb.shape[0]
+            c = zb.shape[1]
+            lab = <const int64_t *>lb.buf
+            lst = lb.strides[0] // 8
+            for i in range(n):
+                if lab[i * lst] != -100:
+                    den += 1.0
+            g = None
+            if want_grad:
+                if out is None:
+                    g = _empty((n, c), dt)
+                else:
+                    g = out
+                try:
+                    PyObject_GetBuffer(g, &gb, PyBUF_STRIDES | PyBUF_WRITABLE)
+                except (BufferError, ValueError):
+                    return None               # read-only out=: the general path raises
+                have_g = True
+                if not (_rows_ok(&gb, 2, item) and gb.shape[0] == n and gb.shape[1] == c):
+                    return None
+                if out is not None:
+                    if _overlap(&lb, &gb):
+                        return None           # labels inside the gradient's memory
+                    if _overlap(&zb, &gb) and not (
+                            gb.buf == zb.buf and gb.strides[0] == zb.strides[0]
+                            and gb.strides[1] == zb.strides[1]):
+                        return None           # partial overlap: the general path copies
+                gp = gb.buf
+                gs.s0 = gb.strides[0] // item; gs.s1 = 0; gs.sc = gb.strides[1] // item
+            else:
+                gs.s0 = gs.s1 = gs.sc = 0
+            opt.grad_scale = gscale * (1.0 / den if den != 0.0 else _np.nan) if mean else gscale
+            opt.ignore_index = -100
+            opt.use_ignore = 1
+            opt.row_scale = NULL
+            opt.row_gscale = NULL
+            opt.class_weight = NULL
+            opt.class_weight_sum = <double>c
+            opt.label_smoothing = 0.0
+            opt.z_loss = 0.0
+            opt.softcap = 0.0
+            opt.lse_out = NULL
+            sh.n0 = n; sh.n1 = 1; sh.c = c
+            zs.s0 = zb.strides[0] // item; zs.s1 = 0; zs.sc = zb.strides[1] // item
+            lbs.s0 = lst; lbs.s1 = 0; lbs.sc = 0
+            ls.s0 = 1; ls.s1 = 0; ls.sc = 0
+            if n > 64:
+                loss = <double *>PyMem_Malloc(n * sizeof(double))
+                if loss == NULL:
+                    raise MemoryError()
+            if n * c >= _NOGIL_MIN:
+                with nogil:
+                    st = _xent_call(item, sh, zb.buf, zs, lab, lbs, &opt, loss, ls, gp, gs, &err)
+            else:
+                st = _xent_call(item, sh, zb.buf, zs, lab, lbs, &opt, loss, ls, gp, gs, &err)
+            if st == CSM_ERR_LABEL:
+                return None                   # nothing written; the general path raises
+            _check(st)
+            total = _psum(loss, n)
+        finally:
+            if loss != buf:
+                PyMem_Free(loss)
+            if have_g:
+                PyBuffer_Release(&gb)
+            PyBuffer_Release(&lb)
+    finally:
+        PyBuffer_Release(&zb)
+    v = (total / den if den != 0.0 else _np.nan) if mean else total
+    if item == 8:
+        res = _f64(v)
+    elif -_FLT_MAX <= v <= _FLT_MAX or v != v or v == v * 2.0:   # no overflow in the cast
+        res = _f32(v)
+    else:
+        with _np.errstate(over="ignore"):
+            res = _f32(v)
+    return (res, g) if want_grad else res
+
+
+cdef inline int _xent_call(Py_ssize_t item, csm_shape sh, const void *z, csm_strides zs,
+                           const int64_t *lab, csm_strides lbs, const csm_xent_opts *opt,
+                           double *loss, csm_strides ls, void *g, csm_strides gs,
+                           csm_error *err) noexcept nogil:
+    if item == 4:
+        return csm_xent_labels_f32(sh, <const float *>z, zs, lab, lbs, opt, loss, ls,
+                                   <float *>g, gs, err)
+    return csm_xent_labels_f64(sh, <const double *>z, zs, lab, lbs, opt, loss, ls,
+                               <double *>g, gs, err)
