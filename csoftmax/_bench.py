@@ -6,16 +6,24 @@ round-robin so drift hits all of them alike; "cold" runs rotate over enough
 input copies (>= 96 MiB in total) that each call reads from DRAM, not cache.
 Floors measured in the same run: ``copy`` = ``np.copyto`` over the logits-sized
 buffers, ``read`` = ``np.max`` over the flattened logits.
+
+Two runs: ``run_bench`` (a table per N x C shape, every peer) and
+``run_sweep`` (float32 throughput against the number of classes C at a fixed
+N*C, the data of ``csoftmax bench --plot``; ``plot_sweep`` draws it).
+Matplotlib is imported only inside ``plot_sweep`` (``pip install
+"csoftmax[bench]"``); nothing here needs it otherwise.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
+import platform
 import statistics
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable, Iterator, TextIO
 
 import numpy as np
 
@@ -25,9 +33,9 @@ from csoftmax import reference
 COLD_BYTES = 96 << 20
 
 
-def _median_ms(fns: dict[str, Callable[[int], object]], reps: int, min_time: float = 0.0):
+def _median_ms(fns: dict[Any, Callable[[int], object]], reps: int, min_time: float = 0.0):
     """Interleaved medians (ms) for several callables taking a rotation index."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    times: dict[Any, list[float]] = {k: [] for k in fns}
     for f in fns.values():          # warm-up (first-touch of outputs, JIT of peers)
         f(0)
     t_start = time.perf_counter()
@@ -73,6 +81,20 @@ def numpy_logsumexp(z: np.ndarray):
     return np.log(np.exp(z - m).sum(axis=1)) + m[:, 0]
 
 
+def scipy_xent_with_grad(z: np.ndarray, labels: np.ndarray):
+    """The same loss + gradient written with SciPy: ``log_softmax``, then
+    ``exp`` of it as the softmax (input dtype)."""
+    import scipy.special as ss
+
+    n = z.shape[0]
+    ls = ss.log_softmax(z, axis=1)
+    loss = -ls[np.arange(n), labels].mean()
+    g = np.exp(ls)
+    g[np.arange(n), labels] -= 1
+    g /= n
+    return loss, g
+
+
 def _torch():
     try:
         import torch  # noqa: F401
@@ -87,6 +109,67 @@ def _scipy_special():
         return ss
     except Exception:
         return None
+
+
+@contextlib.contextmanager
+def _limit_threads(nthr: int, torch=None) -> Iterator[None]:
+    """Run the body with ``nthr`` threads in csoftmax, NumPy's BLAS / OpenMP
+    (threadpoolctl, when installed) and PyTorch; csoftmax goes back to all
+    cores afterwards."""
+    from csoftmax import _core
+
+    try:
+        from threadpoolctl import threadpool_limits
+        ctx: Any = threadpool_limits(limits=nthr)
+    except Exception:
+        ctx = contextlib.nullcontext()
+    # threadpoolctl limits NumPy's BLAS and every OpenMP runtime it finds;
+    # csoftmax's own limit is set directly as well (works without it)
+    _core.set_num_threads(nthr)
+    if torch is not None:
+        torch.set_num_threads(nthr)
+    try:
+        with ctx:
+            yield
+    finally:
+        _core.set_num_threads(os.cpu_count() or 1)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _config() -> dict:
+    """csoftmax's show_config() plus the machine and the peers' versions."""
+    cfg: dict[str, Any] = dict(csoftmax.show_config())
+    cfg["cpu"] = _cpu_name()
+    cfg["cpu_count"] = os.cpu_count()
+    cfg["python"] = platform.python_version()
+    cfg["numpy"] = np.__version__
+    for name in ("scipy", "torch"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            cfg[name] = getattr(mod, "__version__", "?")
+    return cfg
+
+
+def _write_json(path: str, payload: dict) -> None:
+    """``path`` "-" writes to stdout (the tables then go to stderr)."""
+    if path == "-":
+        json.dump(payload, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    else:
+        with open(path, "w") as f:
+            json.dump(payload, f, indent=1)
+            f.write("\n")
 
 
 # ----------------------------------------------------------------------------- main job table
@@ -147,21 +230,8 @@ def run_bench(shapes=None, dtypes=("float32", "float64"), threads=(1,), reps: in
     rows: list[dict] = []
     print(f"csoftmax {csoftmax.__version__}  isa={csoftmax.show_config()['isa']}  "
           f"cold={cold}  reps={reps}", file=out)
-    try:
-        from threadpoolctl import threadpool_limits
-    except Exception:
-        threadpool_limits = None
-    from csoftmax import _core
     for nthr in threads:
-        # threadpoolctl limits NumPy's BLAS and every OpenMP runtime it finds;
-        # csoftmax's own limit is set directly as well (works without it)
-        ctx = threadpool_limits(limits=nthr) if threadpool_limits else None
-        _core.set_num_threads(nthr)
-        if torch is not None:
-            torch.set_num_threads(nthr)
-        try:
-            if ctx is not None:
-                ctx.__enter__()
+        with _limit_threads(nthr, torch):
             for dt in dtypes:
                 for (n, c) in shapes:
                     z0 = (3 * rng.standard_normal((n, c))).astype(dt)
@@ -198,13 +268,8 @@ def run_bench(shapes=None, dtypes=("float32", "float64"), threads=(1,), reps: in
                         rows.append({"shape": [n, c], "dtype": dt, "threads": nthr,
                                      "impl": impl, "ms": ms})
                     _print_block(n, c, dt, nthr, t, out)
-        finally:
-            if ctx is not None:
-                ctx.__exit__(None, None, None)
-    _core.set_num_threads(os.cpu_count() or 1)
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump({"config": csoftmax.show_config(), "cold": cold, "rows": rows}, f, indent=1)
+        _write_json(json_path, {"config": _config(), "cold": cold, "rows": rows})
     return rows
 
 
@@ -219,25 +284,295 @@ def _print_block(n, c, dt, nthr, t, out):
         print(f"  {impl:22s} {ms:9.3f} {ms / cp:7.2f} {ms / rd:7.2f} {rel}", file=out)
 
 
+# ----------------------------------------------------------------------------- class sweep + plot
+
+#: the default sweep of ``csoftmax bench --plot``: class counts, and N*C per problem
+#: (N = round(SWEEP_ELEMS / C): 16 MiB of float32 logits, so every C reads the same bytes)
+SWEEP_CLASSES = (10, 100, 1000, 10000, 32768, 128256)
+SWEEP_ELEMS = 1 << 22
+SWEEP_REPS = 9
+
+#: impl id (the JSON's "impl") -> plot label, colour, line style
+_SERIES = {
+    "csoftmax": ("csoftmax", "C0", "-"),
+    "numpy": ("NumPy idiom (float32)", "C1", "-"),
+    "reference": ("csoftmax.reference (NumPy, float64)", "C5", "-"),
+    "scipy": ("SciPy", "C2", "-"),
+    "torch": ("PyTorch", "C3", "-"),
+    "copy floor": ("copy floor (np.copyto)", "0.45", "--"),
+    "read floor": ("read floor (np.max)", "0.45", ":"),
+}
+_OPS = {
+    "cross_entropy_with_grad": "loss + gradient: cross_entropy_with_grad\n"
+                               "(mean, int labels, out=); PyTorch: fwd + bwd",
+    "logsumexp": "logsumexp(axis=-1)",
+}
+
+
+def sweep_shapes(classes=SWEEP_CLASSES, elems: int = SWEEP_ELEMS) -> list[tuple[int, int]]:
+    """(N, C) per class count, N*C about ``elems``."""
+    return [(max(1, round(elems / c)), int(c)) for c in classes]
+
+
+def _progress(stream: TextIO | None, msg: str, final: bool = False) -> None:
+    """One status line: overwritten in place on a terminal, one line per step otherwise."""
+    if stream is None:
+        return
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        stream.write("\r\033[K" + msg + ("\n" if final else ""))
+    else:
+        stream.write(msg + "\n")
+    stream.flush()
+
+
+def run_sweep(classes=SWEEP_CLASSES, elems: int = SWEEP_ELEMS, dtype: str = "float32",
+              threads: int = 1, reps: int = SWEEP_REPS, cold: bool = True,
+              out: TextIO | None = sys.stdout,
+              progress: TextIO | None = sys.stderr) -> list[dict]:
+    """Throughput against the number of classes: one interleaved timing group per C.
+
+    Per C: cross_entropy_with_grad (mean, integer labels, ``out=``) and
+    logsumexp(axis=-1) of csoftmax, the NumPy idiom, ``csoftmax.reference``
+    (float64) and -- when installed -- SciPy (``logsumexp``; the loss as
+    ``log_softmax`` + ``exp``) and PyTorch (``F.cross_entropy`` forward +
+    backward, ``torch.logsumexp``), with the copy and read floors.  Returns one
+    row per (C, op, impl): ``op`` ("cross_entropy_with_grad", "logsumexp" or
+    "floor"), ``impl``, ``n``, ``c``, ``dtype``, ``threads``, ``ms`` (median),
+    ``gbps`` (logits bytes N*C*itemsize / time, 1e9 B/s) and ``ns_per_elem``.
+    """
+    torch = _torch()
+    ss = _scipy_special()
+    rng = np.random.default_rng(2)
+    shapes = sweep_shapes(classes, elems)
+    rows: list[dict] = []
+    t_start = time.perf_counter()
+    with _limit_threads(threads, torch):
+        for step, (n, c) in enumerate(shapes, 1):
+            _progress(progress, f"[{step}/{len(shapes)}] C={c} N={n} {dtype} "
+                                f"({time.perf_counter() - t_start:.0f} s) ...")
+            z0 = (3 * rng.standard_normal((n, c))).astype(dtype)
+            zs = _copies(z0, cold)
+            lab = rng.integers(0, c, n)
+            g = np.empty_like(z0)
+            dst = np.empty_like(z0)
+            k = len(zs)
+            X, L = "cross_entropy_with_grad", "logsumexp"
+            # the floors get their own interleaved group, ahead of the peers: timed
+            # among the peers, whose float64 / temporary arrays are mmap'ed and freed
+            # on every call, the copy floor of this VM jumped 3x between class counts
+            floors: dict[tuple[str, str], Callable[[int], object]] = {
+                ("floor", "copy floor"): lambda i: np.copyto(dst, zs[i % k]),
+                ("floor", "read floor"): lambda i: np.max(zs[i % k]),
+            }
+            fns: dict[tuple[str, str], Callable[[int], object]] = {
+                (X, "csoftmax"): lambda i: csoftmax.cross_entropy_with_grad(
+                    zs[i % k], lab, out=g),
+                (L, "csoftmax"): lambda i: csoftmax.logsumexp(zs[i % k], axis=-1),
+                (X, "numpy"): lambda i: numpy_xent_with_grad(zs[i % k], lab),
+                (L, "numpy"): lambda i: numpy_logsumexp(zs[i % k]),
+                (X, "reference"): lambda i: reference.cross_entropy_with_grad(zs[i % k], lab),
+                (L, "reference"): lambda i: reference.logsumexp(zs[i % k], axis=-1),
+            }
+            if ss is not None:
+                fns[(X, "scipy")] = lambda i: scipy_xent_with_grad(zs[i % k], lab)
+                fns[(L, "scipy")] = lambda i: ss.logsumexp(zs[i % k], axis=-1)
+            if torch is not None:
+                tz = [torch.from_numpy(a) for a in zs]
+                tl = torch.from_numpy(lab)
+                F = torch.nn.functional
+
+                def torch_xent(i):
+                    t = tz[i % k].detach().requires_grad_(True)
+                    loss = F.cross_entropy(t, tl)
+                    loss.backward()
+                    return loss
+
+                fns[(X, "torch")] = torch_xent
+                fns[(L, "torch")] = lambda i: torch.logsumexp(tz[i % k], dim=-1)
+            t = _median_ms(floors, reps)
+            t.update(_median_ms(fns, reps))
+            nbytes = z0.nbytes
+            for (op, impl), ms in t.items():
+                rows.append({"op": op, "impl": impl, "n": n, "c": c, "dtype": dtype,
+                             "threads": threads, "ms": ms,
+                             "gbps": nbytes / (ms * 1e-3) / 1e9,
+                             "ns_per_elem": ms * 1e6 / z0.size})
+            del zs, fns, floors
+    _progress(progress, f"sweep: {len(shapes)} class counts in "
+                        f"{time.perf_counter() - t_start:.1f} s", final=True)
+    if out is not None:
+        _print_sweep(rows, cold, reps, out)
+    return rows
+
+
+def _print_sweep(rows: list[dict], cold: bool, reps: int, out: TextIO) -> None:
+    impls = [i for i in _SERIES if any(r["impl"] == i for r in rows)]
+    peers = [i for i in impls if "floor" not in i and i != "csoftmax"]
+    by = {(r["op"], r["impl"], r["c"]): r for r in rows}
+    cs = sorted({r["c"] for r in rows})
+    r0 = rows[0] if rows else {"dtype": "?", "threads": "?"}
+    print(f"\nclass sweep: {r0['dtype']}, threads={r0['threads']}, cold={cold}, "
+          f"median of {reps}; GB/s of logits read (higher is better), "
+          f"(x) = time / csoftmax", file=out)
+    for op in _OPS:
+        print(f"\n{op}", file=out)
+        head = f"{'C':>7s} {'N':>7s} {'copy':>6s} {'read':>6s} {'csoftmax':>8s}"
+        head += "".join(f" {p:>15s}" for p in peers)
+        print(head, file=out)
+        for c in cs:
+            cs_row = by[(op, "csoftmax", c)]
+            line = (f"{c:7d} {cs_row['n']:7d} {by[('floor', 'copy floor', c)]['gbps']:6.2f} "
+                    f"{by[('floor', 'read floor', c)]['gbps']:6.2f} {cs_row['gbps']:8.2f}")
+            for p in peers:
+                r = by.get((op, p, c))
+                cell = "" if r is None else f"{r['gbps']:.2f} ({r['ms'] / cs_row['ms']:.1f}x)"
+                line += f" {cell:>15s}"
+            print(line, file=out)
+
+
+def _import_matplotlib() -> Any:
+    """matplotlib's Figure, Agg canvas and ticker, or SystemExit saying how to get them.
+
+    No pyplot: a Figure drawn on an explicit Agg canvas needs no display and
+    leaves the process-wide backend of a caller (e.g. a notebook) alone."""
+    try:
+        import matplotlib.ticker as ticker
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise SystemExit(
+            "csoftmax bench --plot needs matplotlib, which is not installed "
+            f"({exc}); install it with:  pip install \"csoftmax[bench]\"") from None
+    return Figure, FigureCanvasAgg, ticker
+
+
+def _save_png_small(fig: Any, path: str, dpi: int) -> None:
+    """Save as a 256-colour palette PNG (a third of the RGBA size, same look for
+    line art) with Pillow, which matplotlib itself requires; plain savefig
+    if that fails."""
+    import io
+
+    try:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+                path, format="PNG", optimize=True)
+    except Exception:
+        fig.savefig(path, dpi=dpi)
+
+
+def plot_sweep(rows: list[dict], path: str, title: str | None = None,
+               dpi: int = 100, figsize: tuple[float, float] = (8.0, 4.2)) -> str:
+    """Draw ``run_sweep`` rows to a PNG at ``path``: GB/s of logits read against C
+    (both axes logarithmic), one panel per op, one line per implementation, the
+    copy and read floors as grey lines.  Returns ``path``."""
+    Figure, FigureCanvasAgg, ticker = _import_matplotlib()
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
+    cs = sorted({r["c"] for r in rows})
+    elems = statistics.median(r["n"] * r["c"] for r in rows) if rows else 0
+    for ax, (op, op_title) in zip(axes, _OPS.items()):
+        for impl, (label, color, ls) in _SERIES.items():
+            want = "floor" if "floor" in impl else op
+            pts = sorted((r["c"], r["gbps"]) for r in rows
+                         if r["op"] == want and r["impl"] == impl)
+            if not pts:
+                continue
+            x, y = zip(*pts)
+            main = impl == "csoftmax"
+            ax.plot(x, y, ls, color=color, label=label, marker=None if "floor" in impl else "o",
+                    markersize=3.5, linewidth=2.4 if main else 1.3, zorder=3 if main else 2)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(cs)
+        ax.set_xticklabels([f"{c:,}".replace(",", "\u2009") for c in cs], fontsize=7)
+        ax.minorticks_off()
+        ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 3.0)))
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.set_title(op_title, fontsize=9)
+        ax.set_xlabel(f"number of classes C  (N rows, N\u00b7C \u2248 {elems / 1e6:.2g} M)",
+                      fontsize=8)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.tick_params(labelsize=7)
+    dt = np.dtype(rows[0]["dtype"]) if rows else np.dtype(np.float32)
+    axes[0].set_ylabel(f"GB/s of {dt.name} logits read\n"
+                       f"(N\u00b7C\u00b7{dt.itemsize} bytes / time; higher is better)", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    if str(path).lower().endswith(".png"):
+        _save_png_small(fig, path, dpi)
+    else:                           # another format matplotlib knows (.svg, .pdf)
+        fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _sweep_title(rows: list[dict], cold: bool) -> str:
+    cfg = csoftmax.show_config()
+    r0 = rows[0] if rows else {"dtype": "?", "threads": "?"}
+    thr = r0["threads"]
+    return (f"csoftmax {cfg['version']} ({cfg['isa']}) vs peers, {r0['dtype']}, "
+            f"{thr} thread{'s' if thr != 1 else ''}, {'cold' if cold else 'warm'} data, "
+            f"{_cpu_name()} ({os.cpu_count()} cores)")
+
+
 def bench_main(argv: list[str]) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="csoftmax bench",
-                                description="csoftmax against peers and memory floors")
+    p = argparse.ArgumentParser(
+        prog="csoftmax bench", description="csoftmax against peers and memory floors",
+        epilog="--plot PATH runs the class sweep (float32, C in --classes, N*C about --elems) "
+               "instead of the shape table (give --shapes to run both) and needs matplotlib "
+               "(pip install \"csoftmax[bench]\"); with --json both runs' raw rows go to one "
+               "file (keys \"rows\" and \"sweep\").  Progress goes to stderr.")
     p.add_argument("--shapes", default=None,
                    help="comma-separated NxC list, e.g. 4096x1000,65536x10 (default: the issue's five)")
-    p.add_argument("--dtypes", default="float32,float64")
-    p.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
-    p.add_argument("--reps", type=int, default=11)
+    p.add_argument("--dtypes", default="float32,float64", help="dtypes of the shape table")
+    p.add_argument("--threads", default="1",
+                   help="comma-separated thread counts, e.g. 1,2 (the sweep uses the first)")
+    p.add_argument("--reps", type=int, default=None,
+                   help=f"timed rounds per figure (default 11; {SWEEP_REPS} for the sweep)")
     p.add_argument("--warm", action="store_true", help="reuse one input (cache-warm) instead of rotating")
-    p.add_argument("--json", default=None, help="write raw rows to this path")
+    p.add_argument("--json", default=None,
+                   help="write raw rows to this path ('-': stdout, the tables then go to stderr)")
+    p.add_argument("--plot", default=None, metavar="PATH",
+                   help="run the class sweep and draw it to this PNG")
+    p.add_argument("--classes", default=",".join(str(c) for c in SWEEP_CLASSES),
+                   help="class counts of the sweep (default %(default)s)")
+    p.add_argument("--elems", type=int, default=SWEEP_ELEMS,
+                   help="N*C per sweep problem, N = round(elems / C) (default %(default)s)")
     a = p.parse_args(argv)
+    if a.plot:
+        _import_matplotlib()        # fail now, not after the sweep
+    out = sys.stderr if a.json == "-" else sys.stdout
     shapes = None
     if a.shapes:
         shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes.split(",")]
-    run_bench(shapes=shapes, dtypes=tuple(a.dtypes.split(",")),
-              threads=tuple(int(t) for t in a.threads.split(",")), reps=a.reps,
-              cold=not a.warm, json_path=a.json)
+    threads = tuple(int(t) for t in a.threads.split(","))
+    payload: dict[str, Any] = {"config": None, "cold": not a.warm}
+    if shapes is not None or not a.plot:
+        payload["rows"] = run_bench(shapes=shapes, dtypes=tuple(a.dtypes.split(",")),
+                                    threads=threads, reps=a.reps or 11, cold=not a.warm, out=out)
+    if a.plot:
+        classes = tuple(int(c) for c in a.classes.split(","))
+        reps = a.reps or SWEEP_REPS
+        rows = run_sweep(classes=classes, elems=a.elems, threads=threads[0], reps=reps,
+                         cold=not a.warm, out=out, progress=sys.stderr)
+        payload["sweep"] = {"dtype": "float32", "threads": threads[0], "reps": reps,
+                            "elems": a.elems, "classes": list(classes), "rows": rows}
+        plot_sweep(rows, a.plot, title=_sweep_title(rows, not a.warm))
+        print(f"\nplot written to {a.plot}", file=out)
+    if a.json:
+        payload["config"] = _config()
+        _write_json(a.json, payload)
     return 0
 
 
