@@ -103,6 +103,44 @@ def _torch():
         return None
 
 
+def _jax():
+    """jax with a single-threaded XLA CPU backend, or None if not installed.
+
+    XLA's CPU thread pool is fixed when jax starts, so the benchmark pins it to
+    one thread (unless XLA_FLAGS is already set) and times JAX only in the
+    one-thread runs.  float64 needs jax_enable_x64."""
+    if "jax" not in sys.modules and "XLA_FLAGS" not in os.environ:
+        os.environ["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1")
+    try:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_platforms", "cpu")
+        return jax
+    except Exception:
+        return None
+
+
+def _jax_fns(jax, zs, lab):
+    """Jitted JAX peers over the rotated inputs: value_and_grad of the mean
+    cross-entropy (the loss a JAX user writes) and logsumexp."""
+    jnp = jax.numpy
+
+    def loss(z, t):
+        lse = jax.nn.logsumexp(z, axis=-1)
+        return jnp.mean(lse - jnp.take_along_axis(z, t[:, None], axis=-1)[:, 0])
+
+    vg = jax.jit(jax.value_and_grad(loss))
+    lse = jax.jit(lambda z: jax.nn.logsumexp(z, axis=-1))
+    dz = [jax.device_put(a) for a in zs]
+    dt = jax.device_put(lab)
+    k = len(dz)
+    return {
+        "jax xent value_and_grad": lambda i: jax.block_until_ready(vg(dz[i % k], dt)),
+        "jax logsumexp": lambda i: jax.block_until_ready(lse(dz[i % k])),
+    }
+
+
 def _scipy_special():
     try:
         import scipy.special as ss
@@ -153,7 +191,7 @@ def _config() -> dict:
     cfg["cpu_count"] = os.cpu_count()
     cfg["python"] = platform.python_version()
     cfg["numpy"] = np.__version__
-    for name in ("scipy", "torch"):
+    for name in ("scipy", "torch", "jax"):
         mod = sys.modules.get(name)
         if mod is not None:
             cfg[name] = getattr(mod, "__version__", "?")
@@ -226,6 +264,7 @@ def run_bench(shapes=None, dtypes=("float32", "float64"), threads=(1,), reps: in
     shapes = shapes or BENCH_SHAPES
     torch = _torch()
     ss = _scipy_special()
+    jax = _jax() if 1 in threads else None
     rng = np.random.default_rng(1)
     rows: list[dict] = []
     print(f"csoftmax {csoftmax.__version__}  isa={csoftmax.show_config()['isa']}  "
@@ -263,6 +302,8 @@ def run_bench(shapes=None, dtypes=("float32", "float64"), threads=(1,), reps: in
 
                         fns["torch xent fwd+bwd"] = torch_xent
                         fns["torch logsumexp"] = lambda i: torch.logsumexp(tz[i % k], dim=-1)
+                    if jax is not None and nthr == 1:
+                        fns.update(_jax_fns(jax, zs, lab))
                     t = _median_ms(fns, reps)
                     for impl, ms in t.items():
                         rows.append({"shape": [n, c], "dtype": dt, "threads": nthr,
@@ -276,12 +317,12 @@ def run_bench(shapes=None, dtypes=("float32", "float64"), threads=(1,), reps: in
 def _print_block(n, c, dt, nthr, t, out):
     cp, rd = t["copy floor"], t["read floor"]
     print(f"\n{n}x{c} {dt} threads={nthr}", file=out)
-    print(f"  {'implementation':22s} {'ms':>9s} {'x copy':>7s} {'x read':>7s} {'vs csoftmax':>11s}",
+    print(f"  {'implementation':24s} {'ms':>9s} {'x copy':>7s} {'x read':>7s} {'vs csoftmax':>11s}",
           file=out)
     for impl, ms in t.items():
         ref = t["csoftmax logsumexp"] if "logsumexp" in impl else t["csoftmax xent+grad"]
         rel = "" if "floor" in impl else f"{ms / ref:11.2f}"
-        print(f"  {impl:22s} {ms:9.3f} {ms / cp:7.2f} {ms / rd:7.2f} {rel}", file=out)
+        print(f"  {impl:24s} {ms:9.3f} {ms / cp:7.2f} {ms / rd:7.2f} {rel}", file=out)
 
 
 # ----------------------------------------------------------------------------- class sweep + plot
