@@ -15,7 +15,8 @@
 # (printed at the end) when something failed or SANITIZE_KEEP=1.
 #
 # Environment:
-#   PYTHON                interpreter for the venv (default python3)
+#   PYTHON                interpreter for the venv (default python3; >= 3.11: the
+#                         requirements are read from pyproject.toml with tomllib)
 #   SANITIZE_PYTEST_ARGS  pytest selection per ISA (default:
 #                         -m "not slow" -k "not past_2_31": the tests of
 #                         test_reliability.py that read 2**31+ elements take
