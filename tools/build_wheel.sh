@@ -177,6 +177,6 @@ step "summary"
 echo "sdist : $OUT_DIR/$(basename "$SDIST")  ($(stat -c %s "$SDIST") bytes)"
 SIZE=$(stat -c %s "$WHEEL")
 echo "wheel : $OUT_DIR/$(basename "$WHEEL")  ($SIZE bytes, $(awk -v s="$SIZE" 'BEGIN{printf "%.2f", s/1048576}') MiB)"
-echo "tests : $(grep -E '(passed|failed|error)' "$LOGS/pytest.log" | tail -n 1)"
+echo "tests : $(grep -E '[0-9]+ (passed|failed)' "$LOGS/pytest.log" | tail -n 1 | sed 's/=//g; s/^ *//')"
 echo "time  : $((SECONDS - T0)) s"
 [ "$RC" = 0 ] || fail "test suite exited with status $RC"
