@@ -80,6 +80,22 @@ typedef double csm_v_f32w __attribute__((vector_size(CSM_VB * 2)));
 #  define CSM_FROMBITS(V, u) ((V)(u))
 #  define CSM_WIDEN_f32(v) __builtin_convertvector((v), csm_v_f32w)
 #  define CSM_NARROW_f32(w) __builtin_convertvector((w), csm_v_f32)
+/* The two halves of a float vector widened to double vectors of the ISA's
+ * width: in hot loops these stay in registers, where arithmetic on the
+ * double-width csm_v_f32w is lowered through the stack on AVX2 / SSE2. */
+typedef float csm_v_f32h __attribute__((vector_size(CSM_VB / 2)));
+CSM_INLINE csm_v_f64 csm_widen_lo_f32(csm_v_f32 v)
+{
+    csm_v_f32h h;
+    memcpy(&h, &v, sizeof h);
+    return __builtin_convertvector(h, csm_v_f64);
+}
+CSM_INLINE csm_v_f64 csm_widen_hi_f32(csm_v_f32 v)
+{
+    csm_v_f32h h;
+    memcpy(&h, (const char *)&v + sizeof h, sizeof h);
+    return __builtin_convertvector(h, csm_v_f64);
+}
 #else
 typedef float csm_v_f32;
 typedef uint32_t csm_u_f32;
@@ -161,6 +177,34 @@ CSM_INLINE csm_v_f64 csm_splat_f64(double s)
 #else
 #  define csm_is1_f32(a, b) ((a) == (b) ? 1.0f : 0.0f)
 #  define csm_is1_f64(a, b) ((a) == (b) ? 1.0 : 0.0)
+#endif
+
+/* ---- gathers (rows-per-lane tiles) --------------------------------------------- */
+/* csm_gather_D(b, idx): lane j = b[idx[j]], idx in elements (int32); only
+ * where the ISA has a gather instruction (else CSM_HAVE_GATHER is 0 and the
+ * caller loads lane by lane). */
+#if CSM_X86 == 3
+#  define CSM_HAVE_GATHER 1
+CSM_INLINE csm_v_f32 csm_gather_f32(const float *b, const int32_t *idx)
+{
+    return _mm512_i32gather_ps(_mm512_loadu_si512((const void *)idx), (const void *)b, 4);
+}
+CSM_INLINE csm_v_f64 csm_gather_f64(const double *b, const int32_t *idx)
+{
+    return _mm512_i32gather_pd(_mm256_loadu_si256((const __m256i *)idx), (const void *)b, 8);
+}
+#elif CSM_X86 == 2
+#  define CSM_HAVE_GATHER 1
+CSM_INLINE csm_v_f32 csm_gather_f32(const float *b, const int32_t *idx)
+{
+    return _mm256_i32gather_ps(b, _mm256_loadu_si256((const __m256i *)idx), 4);
+}
+CSM_INLINE csm_v_f64 csm_gather_f64(const double *b, const int32_t *idx)
+{
+    return _mm256_i32gather_pd(b, _mm_loadu_si128((const __m128i *)idx), 8);
+}
+#else
+#  define CSM_HAVE_GATHER 0
 #endif
 
 /* ---- exp ---------------------------------------------------------------------- */

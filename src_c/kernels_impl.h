@@ -520,6 +520,28 @@ CSM_INLINE int CSM_H(tile_core)(const T *const *p, ptrdiff_t c, V *E, V *Mo, D *
 {
     V X[CSM_TILE_MAXC];
     V M = VSPLAT(-(T)INFINITY);
+#if CSM_HAVE_GATHER
+    /* one gather instruction per element column when the rows' offsets from
+     * row 0 fit in int32 (always for a dense batch of short rows); loading
+     * lane by lane through the stack costs several times more */
+    int32_t idx[VL];
+    int fits = 1;
+    for (int j = 0; j < VL; j++) {
+        /* integer arithmetic: a row may be another object (an ignored row
+         * reads a static zero row) */
+        ptrdiff_t ob = (ptrdiff_t)((uintptr_t)p[j] - (uintptr_t)p[0]);
+        ptrdiff_t off = ob / (ptrdiff_t)sizeof(T);
+        fits &= ob % (ptrdiff_t)sizeof(T) == 0 && off >= INT32_MIN && off <= INT32_MAX;
+        idx[j] = (int32_t)off;
+    }
+    if (fits) {
+        for (ptrdiff_t k = 0; k < c; k++) {
+            V v = CSM_CAT2(csm_gather, CSM_SFX)(p[0] + k, idx);
+            X[k] = v;
+            M = VMAX(v, M);
+        }
+    } else
+#endif
     for (ptrdiff_t k = 0; k < c; k++) {
         V v = {0};
         for (int j = 0; j < VL; j++) v[j] = p[j][k];
@@ -530,6 +552,24 @@ CSM_INLINE int CSM_H(tile_core)(const T *const *p, ptrdiff_t c, V *E, V *Mo, D *
     for (int j = 0; j < VL; j++) ok &= (M[j] > -(T)INFINITY) & (M[j] < (T)INFINITY);
     if (!ok) return 0;
     D a = CSM_H(dsplat)(0.0), n = a;
+#  if CSM_IS_F32
+    /* the same sums, lane by lane, in two register-width halves */
+    csm_v_f64 aL = {0}, aH = {0}, nL = {0}, nH = {0};
+    for (ptrdiff_t k = 0; k < c; k++) {
+        V e = VEXP(X[k] - M);
+        V is = VIS1(X[k], M);
+        V d = e - is;
+        aL += csm_widen_lo_f32(d);
+        aH += csm_widen_hi_f32(d);
+        nL += csm_widen_lo_f32(is);
+        nH += csm_widen_hi_f32(is);
+        if (E) E[k] = e;
+    }
+    memcpy(&a, &aL, sizeof aL);
+    memcpy((char *)&a + sizeof aL, &aH, sizeof aH);
+    memcpy(&n, &nL, sizeof nL);
+    memcpy((char *)&n + sizeof nL, &nH, sizeof nH);
+#  else
     for (ptrdiff_t k = 0; k < c; k++) {
         V e = VEXP(X[k] - M);
         V is = VIS1(X[k], M);
@@ -537,6 +577,7 @@ CSM_INLINE int CSM_H(tile_core)(const T *const *p, ptrdiff_t c, V *E, V *Mo, D *
         n += CSM_WIDEN_T(is);
         if (E) E[k] = e;
     }
+#  endif
     *Mo = M;
     *acc = a;
     *cnt = n;
