@@ -141,6 +141,30 @@ def _jax_fns(jax, zs, lab):
     }
 
 
+def _torch_fns(torch, zs, lab):
+    """PyTorch peers over the rotated inputs: (F.cross_entropy forward + backward
+    on a leaf, torch.logsumexp), zero-copy tensors of the same arrays."""
+    tz = [torch.from_numpy(a) for a in zs]
+    tl = torch.from_numpy(lab)
+    F = torch.nn.functional
+    k = len(tz)
+
+    def xent(i):
+        t = tz[i % k].detach().requires_grad_(True)
+        loss = F.cross_entropy(t, tl)
+        loss.backward()
+        return loss
+
+    return xent, (lambda i: torch.logsumexp(tz[i % k], dim=-1))
+
+
+def _floor_fns(zs):
+    """The machine's floors over the rotated inputs: (copy, read)."""
+    dst = np.empty_like(zs[0])
+    k = len(zs)
+    return (lambda i: np.copyto(dst, zs[i % k])), (lambda i: np.max(zs[i % k]))
+
+
 def _scipy_special():
     try:
         import scipy.special as ss
@@ -277,11 +301,11 @@ def run_bench(shapes=None, dtypes=("float32", "float64"), threads=(1,), reps: in
                     zs = _copies(z0, cold)
                     lab = rng.integers(0, c, n)
                     g = np.empty_like(z0)
-                    dst = np.empty_like(z0)
                     k = len(zs)
+                    copy_floor, read_floor = _floor_fns(zs)
                     fns = {
-                        "copy floor": lambda i: np.copyto(dst, zs[i % k]),
-                        "read floor": lambda i: np.max(zs[i % k]),
+                        "copy floor": copy_floor,
+                        "read floor": read_floor,
                         "csoftmax xent+grad": lambda i: csoftmax.cross_entropy_with_grad(
                             zs[i % k], lab, out=g),
                         "csoftmax logsumexp": lambda i: csoftmax.logsumexp(zs[i % k], axis=-1),
@@ -290,18 +314,8 @@ def run_bench(shapes=None, dtypes=("float32", "float64"), threads=(1,), reps: in
                     if ss is not None:
                         fns["scipy logsumexp"] = lambda i: ss.logsumexp(zs[i % k], axis=-1)
                     if torch is not None:
-                        tz = [torch.from_numpy(a) for a in zs]
-                        tl = torch.from_numpy(lab)
-                        F = torch.nn.functional
-
-                        def torch_xent(i):
-                            t = tz[i % k].detach().requires_grad_(True)
-                            loss = F.cross_entropy(t, tl)
-                            loss.backward()
-                            return loss
-
-                        fns["torch xent fwd+bwd"] = torch_xent
-                        fns["torch logsumexp"] = lambda i: torch.logsumexp(tz[i % k], dim=-1)
+                        fns["torch xent fwd+bwd"], fns["torch logsumexp"] = _torch_fns(
+                            torch, zs, lab)
                     if jax is not None and nthr == 1:
                         fns.update(_jax_fns(jax, zs, lab))
                     t = _median_ms(fns, reps)
@@ -396,15 +410,15 @@ def run_sweep(classes=SWEEP_CLASSES, elems: int = SWEEP_ELEMS, dtype: str = "flo
             zs = _copies(z0, cold)
             lab = rng.integers(0, c, n)
             g = np.empty_like(z0)
-            dst = np.empty_like(z0)
             k = len(zs)
             X, L = "cross_entropy_with_grad", "logsumexp"
             # the floors get their own interleaved group, ahead of the peers: timed
             # among the peers, whose float64 / temporary arrays are mmap'ed and freed
             # on every call, the copy floor of this VM jumped 3x between class counts
+            copy_floor, read_floor = _floor_fns(zs)
             floors: dict[tuple[str, str], Callable[[int], object]] = {
-                ("floor", "copy floor"): lambda i: np.copyto(dst, zs[i % k]),
-                ("floor", "read floor"): lambda i: np.max(zs[i % k]),
+                ("floor", "copy floor"): copy_floor,
+                ("floor", "read floor"): read_floor,
             }
             fns: dict[tuple[str, str], Callable[[int], object]] = {
                 (X, "csoftmax"): lambda i: csoftmax.cross_entropy_with_grad(
@@ -419,18 +433,7 @@ def run_sweep(classes=SWEEP_CLASSES, elems: int = SWEEP_ELEMS, dtype: str = "flo
                 fns[(X, "scipy")] = lambda i: scipy_xent_with_grad(zs[i % k], lab)
                 fns[(L, "scipy")] = lambda i: ss.logsumexp(zs[i % k], axis=-1)
             if torch is not None:
-                tz = [torch.from_numpy(a) for a in zs]
-                tl = torch.from_numpy(lab)
-                F = torch.nn.functional
-
-                def torch_xent(i):
-                    t = tz[i % k].detach().requires_grad_(True)
-                    loss = F.cross_entropy(t, tl)
-                    loss.backward()
-                    return loss
-
-                fns[(X, "torch")] = torch_xent
-                fns[(L, "torch")] = lambda i: torch.logsumexp(tz[i % k], dim=-1)
+                fns[(X, "torch")], fns[(L, "torch")] = _torch_fns(torch, zs, lab)
             t = _median_ms(floors, reps)
             t.update(_median_ms(fns, reps))
             nbytes = z0.nbytes
