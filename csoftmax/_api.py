@@ -532,8 +532,7 @@ def _labels_int64(t: np.ndarray, c: int, sp=None) -> np.ndarray:
                 big = big & ~hit
                 if not big.any():
                     return lab
-                t = t  # fall through to the error for the remaining big labels
-        if big.any():
+        if big.any():                    # (the uint64 labels that are not ignored)
             pos = np.unravel_index(int(np.argmax(big)), t.shape)
             raise ValueError(
                 f"target label {int(t[pos])} at index {tuple(int(i) for i in pos)} is out of "

@@ -374,6 +374,24 @@ cdef inline bint _rows_ok(Py_buffer *v, int ndim, Py_ssize_t item) noexcept nogi
     return True
 
 
+cdef inline Py_ssize_t _float_item(object dt):
+    """Item size of a native float32 / float64 dtype; 0 for anything else."""
+    if dt is _F32:
+        return 4
+    if dt is _F64:
+        return 8
+    return 0
+
+
+cdef inline csm_strides _rows_strides(Py_buffer *v, Py_ssize_t item) noexcept nogil:
+    """Element strides of a checked 2-D buffer seen as (n, 1, c) rows."""
+    cdef csm_strides s
+    s.s0 = v.strides[0] // item
+    s.s1 = 0
+    s.sc = v.strides[1] // item
+    return s
+
+
 cdef inline void _span(Py_buffer *v, size_t *lo, size_t *hi) noexcept nogil:
     """[lo, hi) byte range touched by a non-empty buffer."""
     cdef size_t a = <size_t>v.buf, b = <size_t>v.buf
@@ -403,11 +421,8 @@ def logsumexp_fast(a):
     cdef int st
     cdef void *r
     dt = a.dtype
-    if dt is _F32:
-        item = 4
-    elif dt is _F64:
-        item = 8
-    else:
+    item = _float_item(dt)
+    if item == 0:
         return None
     PyObject_GetBuffer(a, &v, PyBUF_STRIDES)
     try:
@@ -418,7 +433,7 @@ def logsumexp_fast(a):
         res = _empty(n, dt)
         r = _data(res)
         sh.n0 = n; sh.n1 = 1; sh.c = c
-        xs.s0 = v.strides[0] // item; xs.s1 = 0; xs.sc = v.strides[1] // item
+        xs = _rows_strides(&v, item)
         ls.s0 = 1; ls.s1 = 0; ls.sc = 0
         if n * c >= _NOGIL_MIN:
             with nogil:
@@ -491,11 +506,8 @@ def xent_try(logits, target, axis, weight, sample_weight, ignore_index, reductio
     if not (gscale - gscale == 0.0):          # inf or NaN: the general path raises
         return None
     dt = logits.dtype
-    if dt is _F32:
-        item = 4
-    elif dt is _F64:
-        item = 8
-    else:
+    item = _float_item(dt)
+    if item == 0:
         return None
     if target.dtype is not _I64 or (out is not None and out.dtype is not dt):
         return None
@@ -535,22 +547,15 @@ def xent_try(logits, target, axis, weight, sample_weight, ignore_index, reductio
                             and gb.strides[1] == zb.strides[1]):
                         return None           # partial overlap: the general path copies
                 gp = gb.buf
-                gs.s0 = gb.strides[0] // item; gs.s1 = 0; gs.sc = gb.strides[1] // item
+                gs = _rows_strides(&gb, item)
             else:
                 gs.s0 = gs.s1 = gs.sc = 0
-            opt.grad_scale = gscale * (1.0 / den if den != 0.0 else _np.nan) if mean else gscale
+            _fill_opts(&opt, gscale * (1.0 / den if den != 0.0 else _np.nan) if mean else gscale,
+                       None, None, None, <double>c, 0.0, 0.0, 0.0, None, n, c)
             opt.ignore_index = -100
             opt.use_ignore = 1
-            opt.row_scale = NULL
-            opt.row_gscale = NULL
-            opt.class_weight = NULL
-            opt.class_weight_sum = <double>c
-            opt.label_smoothing = 0.0
-            opt.z_loss = 0.0
-            opt.softcap = 0.0
-            opt.lse_out = NULL
             sh.n0 = n; sh.n1 = 1; sh.c = c
-            zs.s0 = zb.strides[0] // item; zs.s1 = 0; zs.sc = zb.strides[1] // item
+            zs = _rows_strides(&zb, item)
             lbs.s0 = lst; lbs.s1 = 0; lbs.sc = 0
             ls.s0 = 1; ls.s1 = 0; ls.sc = 0
             if n > 64:
