@@ -56,24 +56,32 @@ class BuildExt(build_ext):
         if not use_omp:
             omp_c, omp_l = [], []
         print(f"csoftmax: OpenMP {'on' if use_omp else 'off'}", file=sys.stderr)
+        # CSOFTMAX_EXTRA_CFLAGS / _LDFLAGS come last (they override -O3), e.g. the
+        # sanitizer build of tools/sanitize.sh; CSOFTMAX_PLAIN_SOURCES names C
+        # files (basenames) compiled without CSOFTMAX_EXTRA_CFLAGS.
         extra_cflags = os.environ.get("CSOFTMAX_EXTRA_CFLAGS", "").split()
+        plain = set(os.environ.get("CSOFTMAX_PLAIN_SOURCES", "").split())
         for ext in self.extensions:
             ext.extra_compile_args = cflags + omp_c + extra_cflags
             ext.extra_link_args = omp_l + os.environ.get("CSOFTMAX_EXTRA_LDFLAGS", "").split()
-        _parallel_compile(self.compiler)
+        _parallel_compile(self.compiler, plain, extra_cflags)
         super().build_extensions()
 
 
-def _parallel_compile(compiler):
-    """Compile the sources of one extension concurrently (one job per core).
+def _parallel_compile(compiler, plain=(), extra_cflags=()):
+    """Compile the sources of one extension concurrently (one job per core),
+    the kernel files first (they take longest), and without `extra_cflags` for
+    the sources named in `plain`.
 
     The kernels are expanded per dtype, ISA and option combination, so each
     C file takes a while at -O3; setuptools would compile them one by one.
     """
     jobs = int(os.environ.get("CSOFTMAX_BUILD_JOBS", "0")) or (os.cpu_count() or 1)
-    if jobs <= 1 or compiler.compiler_type == "msvc":
+    if compiler.compiler_type == "msvc" or (jobs <= 1 and not plain):
         return
     from concurrent.futures import ThreadPoolExecutor
+
+    n_extra = len(extra_cflags)
 
     def compile_all(sources, output_dir=None, macros=None, include_dirs=None, debug=0,
                     extra_preargs=None, extra_postargs=None, depends=None):
@@ -83,10 +91,18 @@ def _parallel_compile(compiler):
 
         def one(obj):
             src, ext = build[obj]
-            compiler._compile(obj, src, ext, cc_args, extra_postargs, pp_opts)
+            post = extra_postargs
+            if os.path.basename(src) in plain and n_extra:
+                assert post[-n_extra:] == list(extra_cflags)
+                post = post[:-n_extra]
+                print(f"csoftmax: {src} compiled without CSOFTMAX_EXTRA_CFLAGS",
+                      file=sys.stderr, flush=True)
+            compiler._compile(obj, src, ext, cc_args, post, pp_opts)
 
-        with ThreadPoolExecutor(jobs) as pool:
-            list(pool.map(one, [o for o in objects if o in build]))
+        todo = sorted((o for o in objects if o in build),
+                      key=lambda o: "kernels_" not in os.path.basename(build[o][0]))
+        with ThreadPoolExecutor(max(jobs, 1)) as pool:
+            list(pool.map(one, todo))
         return objects
 
     compiler.compile = compile_all

@@ -103,7 +103,7 @@ check_log() {   # name logfile
 
 # ---------------------------------------------------------------- 1. source snapshot
 say "source snapshot -> $WORK/src"
-mkdir -p "$WORK/src" "$WORK/run" "$WORK/fuzz" "$WORK/dist"
+mkdir -p "$WORK/src" "$WORK/run" "$WORK/fuzz"
 # everything but build products, so nothing stale (build/, *.so, the generated
 # _core.c) can be reused by the sanitizer build
 tar -C "$REPO" --exclude=./.git --exclude=./build --exclude=./dist --exclude='./*.egg-info' \
@@ -146,107 +146,38 @@ if ! "$VPY" -m pip install -q "torch==2.13.0" mypy >>"$WORK/pip.log" 2>&1; then
     SUMMARY+=("NOTE: torch==2.13.0 / mypy not installable: their tests skip here")
 fi
 
-# PEP 517 build in-process with the C files compiled in parallel, longest
-# first (distutils compiles an extension's sources one after the other).
-cat >"$WORK/build_parallel.py" <<'PYEOF'
-import os
-import re
-import sys
-from concurrent.futures import ThreadPoolExecutor
-
-import setuptools  # noqa: F401  (selects setuptools' distutils)
-import distutils.ccompiler as ccompiler
-
-JOBS = max(1, int(os.environ.get("SANITIZE_JOBS") or os.cpu_count() or 1))
-ALL_ISAS = os.environ.get("SANITIZE_ALL_ISAS") == "1"
-serial = ccompiler.CCompiler.compile
-
-
-def cpu_has_avx512():
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return True
-    return all(re.search(rf"\b{f}\b", flags) for f in ("avx512f", "avx512dq", "avx512bw",
-                                                         "avx512vl"))
-
-
-SKIP_SAN = set() if ALL_ISAS or cpu_has_avx512() else {"kernels_avx512.c"}
-
-
-def parallel_compile(self, sources, output_dir=None, macros=None, include_dirs=None,
-                     debug=0, extra_preargs=None, extra_postargs=None, depends=None):
-    if len(sources) < 2:
-        return serial(self, sources, output_dir, macros, include_dirs, debug,
-                      extra_preargs, extra_postargs, depends)
-    macros, objects, extra_postargs, pp_opts, build = self._setup_compile(
-        output_dir, macros, include_dirs, sources, depends, extra_postargs)
-    cc_args = self._get_cc_args(pp_opts, debug, extra_preargs)
-
-    def one(obj):
-        if obj in build:
-            src, ext = build[obj]
-            self._compile(obj, src, ext, cc_args, extra_postargs, pp_opts)
-
-    def cost(obj):   # the kernel files take minutes each, dispatch.c a moment
-        src = build.get(obj, ("",))[0]
-        base = os.path.basename(src)
-        return (0 if base.startswith("kernels_") and base not in SKIP_SAN
-                else 1 if "_core" in base else 2, src)
-
-    with ThreadPoolExecutor(JOBS) as pool:
-        for f in [pool.submit(one, o) for o in sorted(objects, key=cost)]:
-            f.result()
-    return objects
-
-
-def skip_sanitizers(orig):
-    def _compile(self, obj, src, ext, cc_args, extra_postargs, pp_opts):
-        if os.path.basename(src) in SKIP_SAN:
-            extra_postargs = [a for a in extra_postargs if "sanitize" not in a]
-            print(f"build_parallel: {src} compiled WITHOUT sanitizers (this CPU cannot "
-                  f"run that ISA path; SANITIZE_ALL_ISAS=1 instruments it)", flush=True)
-        return orig(self, obj, src, ext, cc_args, extra_postargs, pp_opts)
-    return _compile
-
-
-if all(hasattr(ccompiler.CCompiler, a) for a in ("_setup_compile", "_get_cc_args", "_compile")):
-    ccompiler.CCompiler.compile = parallel_compile
-    # setup.py's own parallel compile (an instance attribute) would take
-    # precedence and keep setuptools' order; with one job it stays out
-    os.environ["CSOFTMAX_BUILD_JOBS"] = "1"
-else:
-    print("build_parallel: unknown distutils layout, compiling serially", flush=True)
-# every class on the way that defines _compile (UnixCCompiler overrides it)
-import distutils.unixccompiler as unixccompiler  # noqa: E402
-for cls in {ccompiler.CCompiler, unixccompiler.UnixCCompiler}:
-    if "_compile" in vars(cls):
-        cls._compile = skip_sanitizers(vars(cls)["_compile"])
-
-from setuptools import build_meta  # noqa: E402
-
-print("built", build_meta.build_wheel(sys.argv[1]), flush=True)
-PYEOF
-(cd "$WORK/src" && SANITIZE_JOBS="$JOBS" CSOFTMAX_EXTRA_CFLAGS="$SAN_CFLAGS" \
-    CSOFTMAX_EXTRA_LDFLAGS="$SAN_LDFLAGS" "$VPY" "$WORK/build_parallel.py" "$WORK/dist") \
+# The AVX-512 kernel file is compiled without the sanitizer flags when this
+# CPU cannot run it (never executed here, and instrumenting it costs GCC
+# minutes): setup.py's CSOFTMAX_PLAIN_SOURCES.  setup.py compiles the C files
+# in parallel (CSOFTMAX_BUILD_JOBS), the kernels first.
+PLAIN=""
+if [ "${SANITIZE_ALL_ISAS:-0}" != 1 ]; then
+    for f in avx512f avx512dq avx512bw avx512vl; do
+        grep -qw "$f" /proc/cpuinfo 2>/dev/null || PLAIN="kernels_avx512.c"
+    done
+fi
+(cd "$WORK/src" && CSOFTMAX_BUILD_JOBS="$JOBS" CSOFTMAX_PLAIN_SOURCES="$PLAIN" \
+    CSOFTMAX_EXTRA_CFLAGS="$SAN_CFLAGS" CSOFTMAX_EXTRA_LDFLAGS="$SAN_LDFLAGS" \
+    "$VPY" -m pip install -v --no-deps --no-build-isolation --no-cache-dir .) \
     >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; fail "sanitizer build"; finish; }
-"$VPY" -m pip install -q --no-deps --no-index "$WORK"/dist/csoftmax-*.whl >>"$WORK/pip.log" 2>&1 \
-    || { tail -20 "$WORK/pip.log"; fail "install the sanitizer wheel"; finish; }
 
 # every C translation unit of the extension must have been compiled with the
-# sanitizers (except a kernel file the driver reported as not instrumented),
-# with the last -O being -O1 (not setup.py's -O3)
+# sanitizers, with the last -O being -O1 (not setup.py's -O3), except the
+# file setup.py reports as compiled without them (CSOFTMAX_PLAIN_SOURCES)
 n_cc=0
-UNINSTRUMENTED=$(grep -oE 'build_parallel: [^ ]+ compiled WITHOUT' "$WORK/build.log" \
-                 | awk '{print $2}' | xargs -r -n1 basename | sort -u | tr '\n' ' ')
+UNINSTRUMENTED=$(grep -oE 'csoftmax: [^ ]+ compiled without CSOFTMAX_EXTRA_CFLAGS' \
+                 "$WORK/build.log" | awk '{print $2}' | xargs -r -n1 basename | sort -u \
+                 | tr '\n' ' ')
+[ "$(echo $UNINSTRUMENTED)" = "$PLAIN" ] \
+    || fail "uninstrumented files: asked for '${PLAIN}', setup.py reports '${UNINSTRUMENTED}'"
 while IFS= read -r line; do
     n_cc=$((n_cc + 1))
     src=$(grep -oE ' -c [^ ]+' <<<"$line" | awk '{print $2}' | xargs basename)
-    last_o=$(grep -oE '(^| )-O[0-9s]' <<<"$line" | tail -1 | tr -d ' ')
-    [ "$last_o" = "-O1" ] || fail "compile flags of $src: last optimisation flag ${last_o:-none}"
     case " $UNINSTRUMENTED " in
         *" $src "*) continue ;;
     esac
+    last_o=$(grep -oE '(^| )-O[0-9s]' <<<"$line" | tail -1 | tr -d ' ')
+    [ "$last_o" = "-O1" ] || fail "compile flags of $src: last optimisation flag ${last_o:-none}"
     grep -q -- '-fsanitize=address,undefined' <<<"$line" || fail "compile flags of $src: no -fsanitize"
 done < <(grep -E ' -c [^ ]*(src_c/[a-z0-9_]+\.c|_core\.c) ' "$WORK/build.log")
 [ "$n_cc" -ge 5 ] || fail "expected >= 5 compiler command lines in the build log, found $n_cc"
