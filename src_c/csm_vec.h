@@ -179,34 +179,6 @@ CSM_INLINE csm_v_f64 csm_splat_f64(double s)
 #  define csm_is1_f64(a, b) ((a) == (b) ? 1.0 : 0.0)
 #endif
 
-/* ---- gathers (rows-per-lane tiles) --------------------------------------------- */
-/* csm_gather_D(b, idx): lane j = b[idx[j]], idx in elements (int32); only
- * where the ISA has a gather instruction (else CSM_HAVE_GATHER is 0 and the
- * caller loads lane by lane). */
-#if CSM_X86 == 3
-#  define CSM_HAVE_GATHER 1
-CSM_INLINE csm_v_f32 csm_gather_f32(const float *b, const int32_t *idx)
-{
-    return _mm512_i32gather_ps(_mm512_loadu_si512((const void *)idx), (const void *)b, 4);
-}
-CSM_INLINE csm_v_f64 csm_gather_f64(const double *b, const int32_t *idx)
-{
-    return _mm512_i32gather_pd(_mm256_loadu_si256((const __m256i *)idx), (const void *)b, 8);
-}
-#elif CSM_X86 == 2
-#  define CSM_HAVE_GATHER 1
-CSM_INLINE csm_v_f32 csm_gather_f32(const float *b, const int32_t *idx)
-{
-    return _mm256_i32gather_ps(b, _mm256_loadu_si256((const __m256i *)idx), 4);
-}
-CSM_INLINE csm_v_f64 csm_gather_f64(const double *b, const int32_t *idx)
-{
-    return _mm256_i32gather_pd(b, _mm_loadu_si128((const __m128i *)idx), 8);
-}
-#else
-#  define CSM_HAVE_GATHER 0
-#endif
-
 /* ---- exp ---------------------------------------------------------------------- */
 
 CSM_INLINE csm_v_f32 csm_vexp_f32(csm_v_f32 x)

@@ -520,28 +520,6 @@ CSM_INLINE int CSM_H(tile_core)(const T *const *p, ptrdiff_t c, V *E, V *Mo, D *
 {
     V X[CSM_TILE_MAXC];
     V M = VSPLAT(-(T)INFINITY);
-#if CSM_HAVE_GATHER
-    /* one gather instruction per element column when the rows' offsets from
-     * row 0 fit in int32 (always for a dense batch of short rows); loading
-     * lane by lane through the stack costs several times more */
-    int32_t idx[VL];
-    int fits = 1;
-    for (int j = 0; j < VL; j++) {
-        /* integer arithmetic: a row may be another object (an ignored row
-         * reads a static zero row) */
-        ptrdiff_t ob = (ptrdiff_t)((uintptr_t)p[j] - (uintptr_t)p[0]);
-        ptrdiff_t off = ob / (ptrdiff_t)sizeof(T);
-        fits &= ob % (ptrdiff_t)sizeof(T) == 0 && off >= INT32_MIN && off <= INT32_MAX;
-        idx[j] = (int32_t)off;
-    }
-    if (fits) {
-        for (ptrdiff_t k = 0; k < c; k++) {
-            V v = CSM_CAT2(csm_gather, CSM_SFX)(p[0] + k, idx);
-            X[k] = v;
-            M = VMAX(v, M);
-        }
-    } else
-#endif
     for (ptrdiff_t k = 0; k < c; k++) {
         V v = {0};
         for (int j = 0; j < VL; j++) v[j] = p[j][k];
