@@ -7,6 +7,7 @@ cdef extern from "csoftmax.h" nogil:
         CSM_ERR_LABEL
         CSM_ERR_ARG
         CSM_ERR_ISA
+        CSM_ERR_NOMEM
 
     ctypedef struct csm_shape:
         Py_ssize_t n0
@@ -71,3 +72,5 @@ cdef extern from "csoftmax.h" nogil:
                           double *grad, csm_strides gs)
     void csm_exp_f32(Py_ssize_t n, const float *x, float *out)
     void csm_exp_f64(Py_ssize_t n, const double *x, double *out)
+    void csm_softcap_f32(Py_ssize_t n, const float *x, double cap, float *out)
+    void csm_softcap_f64(Py_ssize_t n, const double *x, double cap, double *out)

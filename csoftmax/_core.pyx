@@ -66,6 +66,8 @@ cdef int _check(int status) except -1:
         return 0
     if status == CSM_ERR_ARG:
         raise ValueError("csoftmax: invalid size or option passed to the C kernel")
+    if status == CSM_ERR_NOMEM:
+        raise MemoryError("csoftmax: could not allocate the kernel's scratch row")
     raise RuntimeError(f"csoftmax: C kernel failed with status {status}")
 
 
@@ -262,6 +264,22 @@ def exp_kernel(const real[::1] x, real[::1] out):
             csm_exp_f32(n, &x[0], &out[0])
         else:
             csm_exp_f64(n, &x[0], &out[0])
+
+
+def softcap_kernel(const real[::1] x, double cap, real[::1] out):
+    """out = cap * tanh(x / cap) with the kernels' soft-cap (for the accuracy sweep)."""
+    cdef Py_ssize_t n = x.shape[0]
+    if not cap > 0.0:
+        raise ValueError("cap must be > 0")
+    if out.shape[0] != n:
+        raise ValueError("out must have the length of x")
+    if n == 0:
+        return
+    with nogil:
+        if real is float:
+            csm_softcap_f32(n, &x[0], cap, &out[0])
+        else:
+            csm_softcap_f64(n, &x[0], cap, &out[0])
 
 
 _ISA = {"scalar": CSM_ISA_SCALAR, "avx2": CSM_ISA_AVX2, "avx512": CSM_ISA_AVX512}

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdlib.h>
 #include "csoftmax.h"
 
 /* Run-time x86 dispatch needs GCC/clang target regions and cpuid.h; other
@@ -59,9 +60,12 @@ static inline int csm_split_rows(ptrdiff_t nrows, ptrdiff_t c)
     return nt > 1 && nrows < 2 * (ptrdiff_t)nt;
 }
 /* row loop: over threads above the size threshold, unless rows are split */
+static inline int csm_rows_parallel(ptrdiff_t nrows, ptrdiff_t c)
+{
+    return nrows > 1 && nrows * c >= CSM_PAR_MIN && !csm_split_rows(nrows, c);
+}
 #  define CSM_ROWS_FOR(nrows, c)                                                    \
-     CSM_PRAGMA_(omp parallel for schedule(static)                                 \
-                 if ((nrows) > 1 && (nrows) * (c) >= CSM_PAR_MIN && !csm_split_rows(nrows, c)))
+     CSM_PRAGMA_(omp parallel for schedule(static) if (csm_rows_parallel(nrows, c)))
 /* for (q = 0; q < nch; q++) { body } over the chunks of one row: shared among
  * the threads for a long row outside a parallel row loop, else a plain loop
  * (no OpenMP region is entered for ordinary rows: that would cost a team
@@ -82,6 +86,55 @@ static inline int csm_split_here(ptrdiff_t c)
 #  define CSM_CHUNK_LOOP(c, nch, q, ...) \
      for (ptrdiff_t q = 0; q < (nch); q++) { __VA_ARGS__ }
 #endif
+
+/*
+ * Row scratch: one row of c elements per thread that may run the row loop
+ * (one row in all when a long row's chunks are split among the threads, which
+ * write disjoint parts of it).  A thread takes its row by its number in the
+ * team of the row loop's own parallel region; outside that region (a serial
+ * row loop, or a call from inside someone else's parallel region) every row
+ * is processed by the calling thread and row 0 is used.
+ */
+typedef struct {
+    char *p;
+    size_t row_bytes;
+    int level;          /* omp_get_level() at the call */
+} csm_scratch;
+
+/* want == 0: nothing allocated, rows are NULL.  Returns 0, or -1 if out of
+ * memory. */
+static inline int csm_scratch_init(csm_scratch *s, int want, ptrdiff_t nrows, ptrdiff_t c,
+                                   size_t item)
+{
+    s->p = NULL;
+    s->row_bytes = 0;
+    s->level = 0;
+    if (!want || nrows <= 0 || c <= 0) return 0;
+    size_t rows = 1;
+#if defined(_OPENMP) && !defined(_MSC_VER)
+    s->level = omp_get_level();
+    if (csm_rows_parallel(nrows, c)) rows = (size_t)omp_get_max_threads();
+#endif
+    if ((size_t)c > SIZE_MAX / item / rows) return -1;
+    s->row_bytes = (size_t)c * item;
+    s->p = (char *)malloc(rows * s->row_bytes);
+    return s->p ? 0 : -1;
+}
+
+static inline void *csm_scratch_row(const csm_scratch *s)
+{
+    if (!s->p) return NULL;
+#if defined(_OPENMP) && !defined(_MSC_VER)
+    if (omp_get_level() > s->level) return s->p + (size_t)omp_get_thread_num() * s->row_bytes;
+#endif
+    return s->p;
+}
+
+static inline void csm_scratch_free(csm_scratch *s)
+{
+    free(s->p);
+    s->p = NULL;
+}
 
 /* Per-ISA function table, filled by kernels_<isa>.c. */
 typedef struct {
@@ -107,6 +160,8 @@ typedef struct {
                          const csm_xent_opts *, double *, csm_strides, double *, csm_strides);
     void (*exp_f32)(ptrdiff_t, const float *, float *);
     void (*exp_f64)(ptrdiff_t, const double *, double *);
+    void (*softcap_f32)(ptrdiff_t, const float *, double, float *);
+    void (*softcap_f64)(ptrdiff_t, const double *, double, double *);
 } csm_table;
 
 extern const csm_table csm_table_scalar;

@@ -18,7 +18,10 @@
  *   csm_min_D(a, b)       a < b ? a : b   (b if either is NaN)
  *   csm_madd_D(a, b, c)   a*b + c, fused on FMA paths, two roundings otherwise
  *   csm_is1_D(a, b)       1.0 where a == b, else 0.0
+ *   csm_any_f32(m)        any lane of a comparison mask set
  *   csm_vexp_D(x)         exp, see below
+ *   csm_vexpb_D(x)        the same exp for x in [CSM_EXPB_LO_D, 0] only
+ *   csm_vctanh_D(z, c, ic) c tanh(z ic), the soft-cap (see there)
  *
  * The exp (both precisions).  Clamp x (NaN passes through untouched),
  * n = round(x / ln2) by the 1.5 * 2^p "shifter", r = x - n ln2 with a two-part
@@ -115,19 +118,16 @@ static inline double csm_frombits_f64(uint64_t u) { double f; memcpy(&f, &u, 8);
 #  define CSM_NARROW_f32(w) ((float)(w))
 #endif
 
-CSM_INLINE csm_v_f32 csm_splat_f32(float s)
-{
-    csm_v_f32 v = {0};
-    for (int j = 0; j < CSM_VL_f32; j++) CSM_LANE(v, j) = s;
-    return v;
-}
-
-CSM_INLINE csm_v_f64 csm_splat_f64(double s)
-{
-    csm_v_f64 v = {0};
-    for (int j = 0; j < CSM_VL_f64; j++) CSM_LANE(v, j) = s;
-    return v;
-}
+#if CSM_GNU_VEC
+/* A scalar operand of a vector operation is broadcast: one vbroadcast, which
+ * GCC hoists out of loops (a lane-by-lane build it recomputed per vector).
+ * s - 0 keeps the sign of -0.0 and the payload of a NaN. */
+CSM_INLINE csm_v_f32 csm_splat_f32(float s) { return s - (csm_v_f32){0}; }
+CSM_INLINE csm_v_f64 csm_splat_f64(double s) { return s - (csm_v_f64){0}; }
+#else
+CSM_INLINE csm_v_f32 csm_splat_f32(float s) { return s; }
+CSM_INLINE csm_v_f64 csm_splat_f64(double s) { return s; }
+#endif
 
 /* ---- max / min / fused multiply-add ---------------------------------------- */
 #if CSM_X86 == 3
@@ -169,6 +169,24 @@ CSM_INLINE csm_v_f64 csm_splat_f64(double s)
 #  define csm_madd_f64(a, b, c) ((a) * (b) + (c))
 #endif
 
+/* csm_any_f32(m): is any lane of the comparison mask m set? */
+#if CSM_X86 == 3
+#  define csm_any_f32(m) (_mm512_test_epi32_mask((__m512i)(m), (__m512i)(m)) != 0)
+#elif CSM_X86 == 2
+#  define csm_any_f32(m) (_mm256_movemask_ps((__m256)(m)) != 0)
+#elif CSM_X86 == 1 && CSM_GNU_VEC
+#  define csm_any_f32(m) (_mm_movemask_ps((__m128)(m)) != 0)
+#elif CSM_GNU_VEC
+CSM_INLINE int csm_any_f32(csm_u_f32 m)
+{
+    uint32_t a = 0;
+    for (int j = 0; j < CSM_VL_f32; j++) a |= m[j];
+    return a != 0;
+}
+#else
+#  define csm_any_f32(m) ((m) != 0)
+#endif
+
 #if CSM_GNU_VEC
 #  define csm_is1_f32(a, b) \
       ((csm_v_f32)((csm_u_f32)((a) == (b)) & CSM_BITS(csm_u_f32, csm_splat_f32(1.0f))))
@@ -181,14 +199,15 @@ CSM_INLINE csm_v_f64 csm_splat_f64(double s)
 
 /* ---- exp ---------------------------------------------------------------------- */
 
-CSM_INLINE csm_v_f32 csm_vexp_f32(csm_v_f32 x)
+/* The reduction and the polynomial shared by the exps below: returns
+ * exp(r) for x = n ln2 + r; n sits in the low bits of *t (t - shifter). */
+#define CSM_SHIFTER_f32 12582912.0f                    /* 1.5 * 2^23 */
+#define CSM_SHIFTER_f64 6755399441055744.0             /* 1.5 * 2^52 */
+CSM_INLINE csm_v_f32 csm_exp_poly_f32(csm_v_f32 x, csm_v_f32 *tp)
 {
 #define S_(c) csm_splat_f32(c)
-    const float shifter = 12582912.0f;                 /* 1.5 * 2^23 */
-    x = csm_max_f32(S_(-104.0f), x);                   /* NaN stays NaN */
-    x = csm_min_f32(S_(89.0f), x);
-    csm_v_f32 t = csm_madd_f32(x, S_(1.44269504088896341f), S_(shifter));
-    csm_v_f32 n = t - S_(shifter);
+    csm_v_f32 t = csm_madd_f32(x, S_(1.44269504088896341f), S_(CSM_SHIFTER_f32));
+    csm_v_f32 n = t - S_(CSM_SHIFTER_f32);
     csm_v_f32 r = csm_madd_f32(n, S_(-0.693145751953125f), x);   /* ln2 hi: n*hi exact */
     r = csm_madd_f32(n, S_(-1.428606765330187e-06f), r);          /* ln2 lo */
     csm_v_f32 p = S_(1.98412698e-4f);                  /* 1/7! ... 1/0! */
@@ -198,24 +217,16 @@ CSM_INLINE csm_v_f32 csm_vexp_f32(csm_v_f32 x)
     p = csm_madd_f32(p, r, S_(1.66666667e-1f));
     p = csm_madd_f32(p, r, S_(0.5f));
     p = csm_madd_f32(p, r, S_(1.0f));
-    p = csm_madd_f32(p, r, S_(1.0f));
-    /* n + 256 in [105, 385] as an integer; halves give two normal powers of 2 */
-    csm_u_f32 ni = CSM_BITS(csm_u_f32, t) - CSM_BITS(csm_u_f32, S_(shifter)) + 256u;
-    csm_u_f32 n1 = ni >> 1, n2 = ni - n1;
-    csm_v_f32 s1 = CSM_FROMBITS(csm_v_f32, (n1 - 1u) << 23);    /* 2^(n1 - 128) */
-    csm_v_f32 s2 = CSM_FROMBITS(csm_v_f32, (n2 - 1u) << 23);
-    return (p * s1) * s2;
+    *tp = t;
+    return csm_madd_f32(p, r, S_(1.0f));
 #undef S_
 }
 
-CSM_INLINE csm_v_f64 csm_vexp_f64(csm_v_f64 x)
+CSM_INLINE csm_v_f64 csm_exp_poly_f64(csm_v_f64 x, csm_v_f64 *tp)
 {
 #define S_(c) csm_splat_f64(c)
-    const double shifter = 6755399441055744.0;         /* 1.5 * 2^52 */
-    x = csm_max_f64(S_(-746.0), x);
-    x = csm_min_f64(S_(710.0), x);
-    csm_v_f64 t = csm_madd_f64(x, S_(1.4426950408889634074), S_(shifter));
-    csm_v_f64 n = t - S_(shifter);
+    csm_v_f64 t = csm_madd_f64(x, S_(1.4426950408889634074), S_(CSM_SHIFTER_f64));
+    csm_v_f64 n = t - S_(CSM_SHIFTER_f64);
     csm_v_f64 r = csm_madd_f64(n, S_(-6.93147180369123816490e-01), x);
     r = csm_madd_f64(n, S_(-1.90821492927058770002e-10), r);
     csm_v_f64 p = S_(1.6059043836821613e-10);          /* 1/13! ... 1/0! */
@@ -231,8 +242,33 @@ CSM_INLINE csm_v_f64 csm_vexp_f64(csm_v_f64 x)
     p = csm_madd_f64(p, r, S_(1.6666666666666667e-01));
     p = csm_madd_f64(p, r, S_(0.5));
     p = csm_madd_f64(p, r, S_(1.0));
-    p = csm_madd_f64(p, r, S_(1.0));
-    csm_u_f64 ni = CSM_BITS(csm_u_f64, t) - CSM_BITS(csm_u_f64, S_(shifter)) + 2048u;
+    *tp = t;
+    return csm_madd_f64(p, r, S_(1.0));
+#undef S_
+}
+
+CSM_INLINE csm_v_f32 csm_vexp_f32(csm_v_f32 x)
+{
+#define S_(c) csm_splat_f32(c)
+    x = csm_max_f32(S_(-104.0f), x);                   /* NaN stays NaN */
+    x = csm_min_f32(S_(89.0f), x);
+    csm_v_f32 t, p = csm_exp_poly_f32(x, &t);
+    /* n + 256 in [105, 385] as an integer; halves give two normal powers of 2 */
+    csm_u_f32 ni = CSM_BITS(csm_u_f32, t) - CSM_BITS(csm_u_f32, S_(CSM_SHIFTER_f32)) + 256u;
+    csm_u_f32 n1 = ni >> 1, n2 = ni - n1;
+    csm_v_f32 s1 = CSM_FROMBITS(csm_v_f32, (n1 - 1u) << 23);    /* 2^(n1 - 128) */
+    csm_v_f32 s2 = CSM_FROMBITS(csm_v_f32, (n2 - 1u) << 23);
+    return (p * s1) * s2;
+#undef S_
+}
+
+CSM_INLINE csm_v_f64 csm_vexp_f64(csm_v_f64 x)
+{
+#define S_(c) csm_splat_f64(c)
+    x = csm_max_f64(S_(-746.0), x);
+    x = csm_min_f64(S_(710.0), x);
+    csm_v_f64 t, p = csm_exp_poly_f64(x, &t);
+    csm_u_f64 ni = CSM_BITS(csm_u_f64, t) - CSM_BITS(csm_u_f64, S_(CSM_SHIFTER_f64)) + 2048u;
     csm_u_f64 n1 = ni >> 1, n2 = ni - n1;
     csm_v_f64 s1 = CSM_FROMBITS(csm_v_f64, (n1 - 1u) << 52);    /* 2^(n1 - 1024) */
     csm_v_f64 s2 = CSM_FROMBITS(csm_v_f64, (n2 - 1u) << 52);
@@ -241,47 +277,119 @@ CSM_INLINE csm_v_f64 csm_vexp_f64(csm_v_f64 x)
 }
 
 /*
- * tanh for the soft-cap.  |x| >= 1/8: sign(x) (1 - 2 / (exp(2|x|) + 1))
- * (relative error a few ULP there); |x| < 1/8: the odd Taylor series to x^15
- * (truncation < 4e-17 relative), so c tanh(z / c) keeps z's relative
- * precision when c >> |z|.  +-inf -> +-1, NaN -> NaN.
+ * exp for arguments known to lie in [CSM_EXPB_LO_D, 0] (or NaN): the same
+ * reduction and polynomial as csm_vexp_D, without the clamps and with 2^n in
+ * one step (every result is normal), hence the same bits for those arguments.
+ * The soft-capped rows use it: there x' - max >= -2c.
  */
-#define CSM_TANH_BODY(D, U, splat, vexp, madd)                                        \
-    const U sign = CSM_BITS(U, splat(-0.0));                                          \
-    U xb = CSM_BITS(U, x);                                                            \
-    D ax = CSM_FROMBITS(D, xb & ~sign);                                               \
-    D e = vexp(ax + ax);                                                              \
-    D big = splat(1.0) - splat(2.0) / (e + splat(1.0));                               \
-    big = CSM_FROMBITS(D, CSM_BITS(U, big) | (xb & sign));                            \
-    D w = x * x;                                                                      \
-    D p = splat(-929569.0 / 638512875.0);                                             \
-    p = madd(p, w, splat(21844.0 / 6081075.0));                                       \
-    p = madd(p, w, splat(-1382.0 / 155925.0));                                        \
-    p = madd(p, w, splat(62.0 / 2835.0));                                             \
-    p = madd(p, w, splat(-17.0 / 315.0));                                             \
-    p = madd(p, w, splat(2.0 / 15.0));                                                \
-    p = madd(p, w, splat(-1.0 / 3.0));                                                \
-    D small = madd(x * w, p, x);                                                      \
-    U m = (U)(ax < splat(0.125));                                                     \
-    return CSM_FROMBITS(D, (CSM_BITS(U, small) & m) | (CSM_BITS(U, big) & ~m));
+#define CSM_EXPB_LO_f32 (-86.0)
+#define CSM_EXPB_LO_f64 (-700.0)
+CSM_INLINE csm_v_f32 csm_vexpb_f32(csm_v_f32 x)
+{
+    csm_v_f32 t, p = csm_exp_poly_f32(x, &t);
+    /* n + 127 in [2, 127] */
+    csm_u_f32 e = (CSM_BITS(csm_u_f32, t) - CSM_BITS(csm_u_f32, csm_splat_f32(CSM_SHIFTER_f32))
+                   + 127u) << 23;
+    return p * CSM_FROMBITS(csm_v_f32, e);
+}
+
+CSM_INLINE csm_v_f64 csm_vexpb_f64(csm_v_f64 x)
+{
+    csm_v_f64 t, p = csm_exp_poly_f64(x, &t);
+    csm_u_f64 e = (CSM_BITS(csm_u_f64, t) - CSM_BITS(csm_u_f64, csm_splat_f64(CSM_SHIFTER_f64))
+                   + 1023u) << 52;
+    return p * CSM_FROMBITS(csm_v_f64, e);
+}
+
+/*
+ * tanh for the soft-cap.  +-inf -> +-1, NaN -> NaN, odd, exact x for tiny x.
+ *
+ * float32, split at |x| = 1 per vector:
+ *   |x| < 1 in every lane (soft-capped logits mostly are): no exp,
+ *     x P(x^2) / Q(x^2), P and Q of degree 2 in x^2, a minimax fit of the
+ *     relative error on [0, 1] (1.5e-10; made for this file by Lawson's
+ *     iteration on weighted least squares).  Float32 evaluation: <= 3 ULP
+ *     (mean 0.5).
+ *   some lane |x| >= 1: those lanes get 1 - 2 e / (1 + e), e = exp(-2|x|)
+ *     (|x| capped at 10, where tanh rounds to 1): the small term carries the
+ *     rounding, so 1 - tanh^2 (the chain rule) stays accurate near |t| = 1,
+ *     which a rational form with its relative error does not give.
+ *   tests/test_exp_accuracy.py sweeps it against a float64 tanh.
+ *
+ * float64: |x| >= 1/8: sign(x) (1 - 2 / (exp(2|x|) + 1)) (relative error a
+ * few ULP there); |x| < 1/8: the odd Taylor series to x^15 (truncation
+ * < 4e-17 relative), so c tanh(z / c) keeps z's relative precision when
+ * c >> |z|.
+ */
+/* c tanh(z ic) for ic = 1/c rounded (the soft-cap; c = ic = 1: tanh): the
+ * rational branch forms it as z R(x^2), x = z ic, one rounding fewer and one
+ * multiply less than c (x R). */
+CSM_INLINE csm_v_f32 csm_vctanh_f32(csm_v_f32 z, csm_v_f32 c, csm_v_f32 ic)
+{
+#define S_(c) csm_splat_f32(c)
+    const csm_u_f32 sign = CSM_BITS(csm_u_f32, S_(-0.0f));
+    csm_v_f32 x = z * ic;
+    csm_v_f32 ax = CSM_FROMBITS(csm_v_f32, CSM_BITS(csm_u_f32, x) & ~sign);
+    csm_v_f32 w = x * x;
+    csm_v_f32 p = csm_madd_f32(S_(0.0010325023111610494f), w, S_(0.11071615853453864f));
+    p = csm_madd_f32(p, w, S_(1.0f));
+    csm_v_f32 q = csm_madd_f32(S_(0.015715736176824816f), w, S_(0.44404948371188563f));
+    q = csm_madd_f32(q, w, S_(1.0f));
+    csm_v_f32 t = z * (p / q);
+#if CSM_GNU_VEC
+    csm_u_f32 big = (csm_u_f32)(ax >= S_(1.0f));         /* NaN: not big */
+#else
+    csm_u_f32 big = ax >= 1.0f;
+#endif
+    if (csm_any_f32(big)) {
+        csm_v_f32 e = csm_vexpb_f32(S_(-2.0f) * csm_min_f32(S_(10.0f), ax));
+        csm_v_f32 d = (e + e) / (e + S_(1.0f));
+        csm_v_f32 tb = c * CSM_FROMBITS(csm_v_f32, CSM_BITS(csm_u_f32, S_(1.0f) - d) |
+                                                    (CSM_BITS(csm_u_f32, x) & sign));
+#if CSM_GNU_VEC
+        t = CSM_FROMBITS(csm_v_f32, (CSM_BITS(csm_u_f32, tb) & big) |
+                                    (CSM_BITS(csm_u_f32, t) & ~big));
+#else
+        t = big ? tb : t;
+#endif
+    }
+    return t;
+#undef S_
+}
 
 #if CSM_GNU_VEC
-CSM_INLINE csm_v_f32 csm_vtanh_f32(csm_v_f32 x)
-{
-#define CSM_SPLAT32_(c) csm_splat_f32((float)(c))
-    CSM_TANH_BODY(csm_v_f32, csm_u_f32, CSM_SPLAT32_, csm_vexp_f32, csm_madd_f32)
-#undef CSM_SPLAT32_
-}
-
 CSM_INLINE csm_v_f64 csm_vtanh_f64(csm_v_f64 x)
 {
-    CSM_TANH_BODY(csm_v_f64, csm_u_f64, csm_splat_f64, csm_vexp_f64, csm_madd_f64)
+#define S_(c) csm_splat_f64(c)
+    const csm_u_f64 sign = CSM_BITS(csm_u_f64, S_(-0.0));
+    csm_u_f64 xb = CSM_BITS(csm_u_f64, x);
+    csm_v_f64 ax = CSM_FROMBITS(csm_v_f64, xb & ~sign);
+    csm_v_f64 e = csm_vexp_f64(ax + ax);
+    csm_v_f64 big = S_(1.0) - S_(2.0) / (e + S_(1.0));
+    big = CSM_FROMBITS(csm_v_f64, CSM_BITS(csm_u_f64, big) | (xb & sign));
+    csm_v_f64 w = x * x;
+    csm_v_f64 p = S_(-929569.0 / 638512875.0);
+    p = csm_madd_f64(p, w, S_(21844.0 / 6081075.0));
+    p = csm_madd_f64(p, w, S_(-1382.0 / 155925.0));
+    p = csm_madd_f64(p, w, S_(62.0 / 2835.0));
+    p = csm_madd_f64(p, w, S_(-17.0 / 315.0));
+    p = csm_madd_f64(p, w, S_(2.0 / 15.0));
+    p = csm_madd_f64(p, w, S_(-1.0 / 3.0));
+    csm_v_f64 small = csm_madd_f64(x * w, p, x);
+    csm_u_f64 m = (csm_u_f64)(ax < S_(0.125));
+    /* the sign of x, also on -0 (the series gives +0 there) */
+    return CSM_FROMBITS(csm_v_f64, (CSM_BITS(csm_u_f64, small) & m) |
+                                   (CSM_BITS(csm_u_f64, big) & ~m) | (xb & sign));
+#undef S_
 }
 #else
-CSM_INLINE csm_v_f32 csm_vtanh_f32(csm_v_f32 x) { return tanhf(x); }
 CSM_INLINE csm_v_f64 csm_vtanh_f64(csm_v_f64 x) { return tanh(x); }
 #endif
-#undef CSM_TANH_BODY
+
+CSM_INLINE csm_v_f64 csm_vctanh_f64(csm_v_f64 z, csm_v_f64 c, csm_v_f64 ic)
+{
+    return c * csm_vtanh_f64(z * ic);
+}
 
 /* ---- lane masks and masked loads/stores (row tails) ------------------------ */
 /* csm_lanemask_D(n): lanes j < n all ones, others zero (0 <= n <= VL). */

@@ -37,7 +37,8 @@ typedef enum {
     CSM_OK = 0,
     CSM_ERR_LABEL = 1,      /* a label outside [0, c) that is not ignore_index */
     CSM_ERR_ARG = 2,        /* a size is negative or an option is invalid */
-    CSM_ERR_ISA = 3         /* requested ISA not available on this CPU/build */
+    CSM_ERR_ISA = 3,        /* requested ISA not available on this CPU/build */
+    CSM_ERR_NOMEM = 4       /* a scratch row could not be allocated (nothing written) */
 } csm_status;
 
 typedef struct { ptrdiff_t n0, n1, c; } csm_shape;
@@ -160,6 +161,10 @@ int csm_xent_soft_f64(csm_shape sh, const double *z, csm_strides zs,
  * out[i] = exp(x[i]) for i < n, on the active ISA path. */
 void csm_exp_f32(ptrdiff_t n, const float *x, float *out);
 void csm_exp_f64(ptrdiff_t n, const double *x, double *out);
+/* The soft-cap the cross-entropy applies, exported for the accuracy sweep:
+ * out[i] = cap * tanh(x[i] / cap) for i < n (cap > 0), on the active ISA path. */
+void csm_softcap_f32(ptrdiff_t n, const float *x, double cap, float *out);
+void csm_softcap_f64(ptrdiff_t n, const double *x, double cap, double *out);
 
 #ifdef __cplusplus
 }

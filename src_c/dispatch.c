@@ -135,3 +135,7 @@ int csm_xent_soft_f64(csm_shape sh, const double *z, csm_strides zs, const doubl
 { return CSM_T_()->xent_soft_f64(sh, z, zs, t, ts, opt, loss, ls, grad, gs); }
 void csm_exp_f32(ptrdiff_t n, const float *x, float *out) { CSM_T_()->exp_f32(n, x, out); }
 void csm_exp_f64(ptrdiff_t n, const double *x, double *out) { CSM_T_()->exp_f64(n, x, out); }
+void csm_softcap_f32(ptrdiff_t n, const float *x, double cap, float *out)
+{ CSM_T_()->softcap_f32(n, x, cap, out); }
+void csm_softcap_f64(ptrdiff_t n, const double *x, double cap, double *out)
+{ CSM_T_()->softcap_f64(n, x, cap, out); }

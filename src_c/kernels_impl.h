@@ -57,7 +57,11 @@ typedef CSM_T CSM_H(csm_t);
 #define VMAX CSM_CAT2(csm_max, CSM_SFX)
 #define VIS1 CSM_CAT2(csm_is1, CSM_SFX)
 #define VEXP CSM_CAT2(csm_vexp, CSM_SFX)
-#define VTANH CSM_CAT2(csm_vtanh, CSM_SFX)
+#define VEXPB CSM_CAT2(csm_vexpb, CSM_SFX)
+#define VMADD CSM_CAT2(csm_madd, CSM_SFX)
+/* soft-caps for which x' - max >= -2c (|tanh| <= 1 + 1e-6) stays within VEXPB's range */
+#define CSM_EXPB_MAXCAP (-0.49 * CSM_CAT2(CSM_EXPB_LO, CSM_SFX))
+#define VCTANH CSM_CAT2(csm_vctanh, CSM_SFX)
 
 /* Load VL elements at stride s (s == 1: one vector load). */
 CSM_INLINE V CSM_H(vload)(const T *p, ptrdiff_t s)
@@ -149,7 +153,7 @@ CSM_INLINE T CSM_H(seg_max)(const T *x, ptrdiff_t xs, ptrdiff_t len)
 
 /*
  * Target description for the weighted sums of the cross-entropy:
- *   t_k = (q ? q_k * qa + qb : qb) * (w ? w_k : 1)
+ *   t_k = (q ? q_k * qa + qb : 1) * (w ? w_k : 1)
  * q: soft targets (stride qs), w: class weights (contiguous).
  */
 typedef struct {
@@ -157,122 +161,193 @@ typedef struct {
     ptrdiff_t qs;
     const T *w;
     T qa, qb;
+    const double *tsum_c;   /* without q: sum of t over each chunk (the same for every row) */
 } CSM_H(tspec);
 
-/* t for VL elements starting at element k (n < VL: a padded partial load). */
-CSM_INLINE V CSM_H(tload)(const CSM_H(tspec) *tp, ptrdiff_t k, ptrdiff_t n)
+/* t for VL elements starting at element k (n < VL: a padded partial load).
+ * hq / hw: literal "tp.q / tp.w is set", so that each case gets a loop
+ * without branches.  tp is taken by value: the callers' loops store T values,
+ * which could alias a struct in memory (qa, qb are T), and GCC would then
+ * reload and re-splat the fields on every vector. */
+CSM_INLINE V CSM_H(tload)(const CSM_H(tspec) tp, ptrdiff_t k, ptrdiff_t n, const int hq,
+                           const int hw)
 {
-    V t;
-    if (tp->q) {
-        V q = n == VL ? CSM_H(vload)(tp->q + k * tp->qs, tp->qs)
-                      : CSM_H(vload_part)(tp->q + k * tp->qs, tp->qs, n, 0);
-        t = q * VSPLAT(tp->qa) + VSPLAT(tp->qb);
-    } else {
-        t = VSPLAT(tp->qb);
-    }
-    if (tp->w)
-        t = t * (n == VL ? CSM_H(vload)(tp->w + k, 1) : CSM_H(vload_part)(tp->w + k, 1, n, 0));
-    return t;
+    V w = VSPLAT(1);
+    if (hw) w = n == VL ? CSM_H(vload)(tp.w + k, 1) : CSM_H(vload_part)(tp.w + k, 1, n, 0);
+    if (!hq) return w;
+    V q = n == VL ? CSM_H(vload)(tp.q + k * tp.qs, tp.qs)
+                  : CSM_H(vload_part)(tp.q + k * tp.qs, tp.qs, n, 0);
+    V t = q * VSPLAT(tp.qa) + VSPLAT(tp.qb);
+    return hw ? t * w : t;
 }
+
+/* Calls F(hq, hw) with the literal flags of tspec tl. */
+#define CSM_TSPEC_CASES(tl, F)                     \
+    do {                                           \
+        if ((tl).q) {                              \
+            if ((tl).w) { F(1, 1) } else { F(1, 0) } \
+        } else {                                   \
+            if ((tl).w) { F(0, 1) } else { F(0, 0) } \
+        }                                          \
+    } while (0)
 
 /* Soft-capped logits c * tanh(v / c), or v itself. */
 CSM_INLINE V CSM_H(vcap)(V v, const int capped, T cap, T icap)
 {
-    return capped ? VSPLAT(cap) * VTANH(v * VSPLAT(icap)) : v;
+    return capped ? VCTANH(v, VSPLAT(cap), VSPLAT(icap)) : v;
 }
 
 /*
- * Chunk pass 2 over len elements (x possibly soft-capped to x'):
- * e = exp(x' - sh); elements with x' == m are counted (*cnt) and left out of
- * the sum (*sum).  With store, y receives e -- or x' itself when capped (the
- * gradient pass recomputes e then, and needs x' for the chain rule); y may
- * be x.  With soft, *tsum = sum t and *tz = sum t (x' - sh) (tp is offset by
- * the caller to the chunk start k0; tk0 is that offset).  Two interleaved
- * accumulator sets; the tail is one padded vector masked out of every sum.
+ * Chunk pass 2 over len elements: e = exp(x - sh); elements with x == m are
+ * counted (*cnt) and left out of the sum (*sum).  With store, y receives e
+ * (y may be x: every vector is read before it is written).  bnd: every
+ * x - sh is known to be in VEXPB's range.  With soft, the cross-entropy's
+ * weighted sums *tz = sum t (x - sh) and, with soft targets (tp->q),
+ * *tsum = sum t; t from tp, offset by the caller's tk0 (the chunk start).
+ * The exp's sum uses two interleaved accumulators, the count (exact) and the
+ * weighted sums one each, so that all stay in the 16 registers of AVX2.  The
+ * tail is one padded vector masked out of every sum.
  */
 CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
-                                   ptrdiff_t len, T sh, T m, const int store,
+                                   ptrdiff_t len, T sh, T m, const int store, const int bnd,
                                    const int soft, const CSM_H(tspec) *tp, ptrdiff_t tk0,
-                                   const int capped, T cap, T icap,
                                    double *sum, double *cnt, double *tsum, double *tz)
 {
     const V vsh = VSPLAT(sh), vm = VSPLAT(m), zero = VSPLAT(0);
-    V acc[2] = {zero, zero}, nm[2] = {zero, zero}, ta[2] = {zero, zero}, tza[2] = {zero, zero};
+    const CSM_H(tspec) tl = soft ? *tp : (CSM_H(tspec)){0};
+    V acc0 = zero, acc1 = zero, nm = zero, ta = zero, tza = zero;
     ptrdiff_t i = 0;
-    /* the two accumulator sets are written out so they stay in registers */
-#define CSM_EXPSUM_STEP(k, A, N, TA, TZ)                                     \
+#define CSM_EXPSUM_STEP(k, A, HQ, HW)                                        \
     do {                                                                     \
-        V v_ = CSM_H(vcap)(CSM_H(vload)(x + (k) * xs, xs), capped, cap, icap); \
+        /* short live ranges (the sums of d and the count before the exp): \
+         * the unweighted smoothing case spilled x to the stack otherwise */ \
+        V v_ = CSM_H(vload)(x + (k) * xs, xs);                               \
         V d_ = v_ - vsh;                                                     \
-        V e_ = VEXP(d_);                                                     \
         V is_ = VIS1(v_, vm);                                                \
-        A += e_ - is_;                                                       \
-        N += is_;                                                            \
-        if (soft) {                                                          \
-            V tv_ = CSM_H(tload)(tp, tk0 + (k), VL);                         \
-            TA += tv_;                                                       \
-            TZ += tv_ * d_;                                                  \
+        nm += is_;                                                           \
+        if (soft && !(HQ) && !(HW)) {                                        \
+            tza += d_;                      /* t == 1 */                     \
+        } else if (soft) {                                                   \
+            V tv_ = CSM_H(tload)(tl, tk0 + (k), VL, HQ, HW);                 \
+            if (HQ) ta += tv_;                                               \
+            tza = VMADD(tv_, d_, tza);                                       \
         }                                                                    \
-        if (store) CSM_H(vstore)(y + (k) * ys, ys, capped ? v_ : e_);        \
+        V e_ = bnd ? VEXPB(d_) : VEXP(d_);                                   \
+        A += e_ - is_;                                                       \
+        if (store) CSM_H(vstore)(y + (k) * ys, ys, e_);                      \
     } while (0)
-    V acc0 = zero, acc1 = zero, nm0 = zero, nm1 = zero;
-    V ta0 = zero, ta1 = zero, tz0 = zero, tz1 = zero;
-    for (; i + 2 * VL <= len; i += 2 * VL) {
-        CSM_EXPSUM_STEP(i, acc0, nm0, ta0, tz0);
-        CSM_EXPSUM_STEP(i + VL, acc1, nm1, ta1, tz1);
+#define CSM_EXPSUM_LOOP(HQ, HW)                                              \
+    for (; i + 2 * VL <= len; i += 2 * VL) {                                 \
+        CSM_EXPSUM_STEP(i, acc0, HQ, HW);                                    \
+        CSM_EXPSUM_STEP(i + VL, acc1, HQ, HW);                               \
     }
+    if (soft) CSM_TSPEC_CASES(tl, CSM_EXPSUM_LOOP);
+    else { CSM_EXPSUM_LOOP(0, 0) }
+#undef CSM_EXPSUM_LOOP
 #undef CSM_EXPSUM_STEP
-    acc[0] = acc0; acc[1] = acc1; nm[0] = nm0; nm[1] = nm1;
-    ta[0] = ta0; ta[1] = ta1; tza[0] = tz0; tza[1] = tz1;
     for (; i < len; i += VL) {
         const ptrdiff_t n = len - i < VL ? len - i : VL;
         V v = n == VL ? CSM_H(vload)(x + i * xs, xs) : CSM_H(vload_part)(x + i * xs, xs, n, m);
-        v = CSM_H(vcap)(v, capped, cap, icap);
-        V e = VEXP(v - vsh);
+        V d = v - vsh;
+        V e = bnd ? VEXPB(d) : VEXP(d);
         V is = VIS1(v, vm);
-        acc[0] += CSM_H(vkeep)(e - is, n);
-        nm[0] += CSM_H(vkeep)(is, n);
+        acc0 += CSM_H(vkeep)(e - is, n);
+        nm += CSM_H(vkeep)(is, n);
         if (soft) {
-            V tv = CSM_H(tload)(tp, tk0 + i, n);
-            ta[0] += CSM_H(vkeep)(tv, n);
-            tza[0] += CSM_H(vkeep)(tv * (v - vsh), n);
+            V tv = CSM_H(vkeep)(CSM_H(tload)(tl, tk0 + i, n, tl.q != NULL, tl.w != NULL), n);
+            ta += tv;
+            tza = VMADD(tv, d, tza);
         }
         if (store) {
-            if (n == VL) CSM_H(vstore)(y + i * ys, ys, capped ? v : e);
-            else CSM_H(vstore_part)(y + i * ys, ys, n, capped ? v : e);
+            if (n == VL) CSM_H(vstore)(y + i * ys, ys, e);
+            else CSM_H(vstore_part)(y + i * ys, ys, n, e);
         }
     }
-    *sum = CSM_H(vsum)(acc[0]) + CSM_H(vsum)(acc[1]);
-    *cnt = CSM_H(vsum)(nm[0]) + CSM_H(vsum)(nm[1]);
+    *sum = CSM_H(vsum)(acc0) + CSM_H(vsum)(acc1);
+    *cnt = CSM_H(vsum)(nm);
     if (soft) {
-        *tsum = CSM_H(vsum)(ta[0]) + CSM_H(vsum)(ta[1]);
-        *tz = CSM_H(vsum)(tza[0]) + CSM_H(vsum)(tza[1]);
+        *tsum = CSM_H(vsum)(ta);
+        *tz = CSM_H(vsum)(tza);
     }
 }
 
 /*
- * Gradient pass over len elements of g (holding e, or x' when capped):
- *   r = (capped ? exp(g - M) : g) * fa - t * kb        (t term only if soft)
- *   g = capped ? r * (1 - (g / cap)^2) : r
+ * Soft-capping, chunk pass 1: v[k] = c tanh(x[k] / c) into v (contiguous),
+ * returns the max of v ignoring NaN (-inf if none).  The tanh runs here, on
+ * data arriving from memory, where the max pass of an uncapped row leaves the
+ * vector units idle; the exp pass then reads v from cache.
+ */
+CSM_INLINE T CSM_H(seg_cap_max)(const T *x, ptrdiff_t xs, T *v, ptrdiff_t len, T cap, T icap)
+{
+    const T ninf = -(T)INFINITY;
+    V a0 = VSPLAT(ninf);     /* one accumulator: a second one spilled to the stack */
+    ptrdiff_t i = 0;
+    for (; i + VL <= len; i += VL) {
+        V v0 = CSM_H(vcap)(CSM_H(vload)(x + i * xs, xs), 1, cap, icap);
+        CSM_H(vstore)(v + i, 1, v0);
+        a0 = VMAX(v0, a0);
+    }
+    if (i < len) {
+        /* NaN padding: ignored by the max */
+        V v0 = CSM_H(vcap)(CSM_H(vload_part)(x + i * xs, xs, len - i, (T)NAN), 1, cap, icap);
+        CSM_H(vstore_part)(v + i, 1, len - i, v0);
+        a0 = VMAX(v0, a0);
+    }
+    T m = ninf;
+    for (int j = 0; j < VL; j++) m = CSM_LANE(a0, j) > m ? CSM_LANE(a0, j) : m;
+    return m;
+}
+
+/*
+ * Gradient pass over len elements of g (holding e), and with late (labels,
+ * capped: x' and t are loaded here anyway) the smoothing sum
+ * *td = sum t (M - x') that the exp pass then leaves out:
+ *   r = g * fa - t * kb                  (t term only if soft)
+ *   g = capped ? r * (1 - (x' / cap)^2) : r      (x' from vb, contiguous)
  */
 CSM_INLINE void CSM_H(seg_grad)(T *g, ptrdiff_t gs, ptrdiff_t len, T fa, const int soft,
                                  const CSM_H(tspec) *tp, ptrdiff_t tk0, T kb,
-                                 const int capped, T M, T icap)
+                                 const int capped, const T *vb, T icap,
+                                 const int late, T M, double *td)
 {
-    const V vfa = VSPLAT(fa), vkb = VSPLAT(kb), vM = VSPLAT(M), vic = VSPLAT(icap);
-    const V one = VSPLAT(1);
-    for (ptrdiff_t i = 0; i < len; i += VL) {
-        const ptrdiff_t n = len - i < VL ? len - i : VL;
-        V sv = n == VL ? CSM_H(vload)(g + i * gs, gs) : CSM_H(vload_part)(g + i * gs, gs, n, 0);
-        V r = (capped ? VEXP(sv - vM) : sv) * vfa;
-        if (soft) r = r - CSM_H(tload)(tp, tk0 + i, n) * vkb;
-        if (capped) {
-            V u = sv * vic;
-            r = r * (one - u * u);
-        }
-        if (n == VL) CSM_H(vstore)(g + i * gs, gs, r);
-        else CSM_H(vstore_part)(g + i * gs, gs, n, r);
+    const V vfa = VSPLAT(fa), vnkb = VSPLAT(-kb), vic = VSPLAT(icap), one = VSPLAT(1);
+    const V vM = VSPLAT(M);
+    const CSM_H(tspec) tl = soft ? *tp : (CSM_H(tspec)){0};
+    V tda = VSPLAT(0);
+    ptrdiff_t i = 0;
+#define CSM_GRAD_V(sv, k, n, HQ, HW)                                         \
+    do {                                                                     \
+        V tv_ = VSPLAT(0);                                                   \
+        sv = sv * vfa;                                                       \
+        if (soft) {                                                          \
+            tv_ = CSM_H(tload)(tl, tk0 + (k), n, HQ, HW);                    \
+            sv = VMADD(tv_, vnkb, sv);                                       \
+        }                                                                    \
+        if (capped) {                                                        \
+            V v_ = (n) == VL ? CSM_H(vload)(vb + (k), 1)                     \
+                             : CSM_H(vload_part)(vb + (k), 1, n, M);         \
+            V u_ = v_ * vic;                                                 \
+            sv = sv * VMADD(-u_, u_, one);                                   \
+            if (late) tda = VMADD(tv_, vM - v_, tda);                        \
+        }                                                                    \
+    } while (0)
+#define CSM_GRAD_LOOP(HQ, HW)                                                \
+    for (; i + VL <= len; i += VL) {                                         \
+        V sv = CSM_H(vload)(g + i * gs, gs);                                 \
+        CSM_GRAD_V(sv, i, VL, HQ, HW);                                       \
+        CSM_H(vstore)(g + i * gs, gs, sv);                                   \
+    }                                                                        \
+    if (i < len) {                                                           \
+        const ptrdiff_t n = len - i;                                         \
+        V sv = CSM_H(vload_part)(g + i * gs, gs, n, 0);                      \
+        CSM_GRAD_V(sv, i, n, HQ, HW);                                        \
+        CSM_H(vstore_part)(g + i * gs, gs, n, sv);                           \
     }
+    if (soft) CSM_TSPEC_CASES(tl, CSM_GRAD_LOOP);
+    else { CSM_GRAD_LOOP(0, 0) }
+#undef CSM_GRAD_LOOP
+#undef CSM_GRAD_V
+    if (late) *td = CSM_H(vsum)(tda);
 }
 
 /* y[k] *= f for len elements. */
@@ -328,47 +403,55 @@ typedef struct {
     T cm[CSM_MAXCH];    /* per-chunk max; -inf for an all -inf/NaN chunk */
 } CSM_H(rowst);
 
-/* Max of x' over a chunk: soft-capping is monotonic, so cap the raw max with
- * the same vector code the elements go through (identical bits). */
-CSM_INLINE T CSM_H(seg_max_cap)(const T *x, ptrdiff_t xs, ptrdiff_t len,
-                                 const int capped, T cap, T icap)
-{
-    T m = xs == 1 ? CSM_H(seg_max)(x, 1, len) : CSM_H(seg_max)(x, xs, len);
-    if (capped) m = CSM_LANE(CSM_H(vcap)(VSPLAT(m), 1, cap, icap), 0);
-    return m;
-}
-
 /*
  * One pass over a row (see Design 3).  With store, y receives exp(x' - sh_c)
- * per chunk (to be rescaled by exp(cm[c] - M) / (cnt + s)), or x' if capped.
- * The chunks are independent (shared among threads for a long row, see
- * CSM_CHUNK_LOOP); their partial sums are then combined in chunk order.  A
- * chunk whose max is +inf is not stored (st->cm tells which).
+ * per chunk (to be rescaled by exp(cm[c] - M) / (cnt + s)).  Soft-capped
+ * (capped, vb required): vb receives the capped row x' (contiguous, c
+ * elements), from which the exp pass, the weighted sums and later the
+ * gradient's chain rule read.  The chunks are independent (shared among
+ * threads for a long row, see CSM_CHUNK_LOOP); their partial sums are then
+ * combined in chunk order.  A chunk whose max is +inf is not stored (st->cm
+ * tells which).
  */
+/* seg_expsum over the chunk's src (stride S), into yc (stride YS), bnd B */
+#define CSM_ES(S, YS, B) CSM_H(seg_expsum)(src, S, yc, YS, len, sh, m, store, B, \
+                                           soft, tp, k0, &cs, &cc, &tsv, &tzv)
 CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
                                  const int store, const int soft, const CSM_H(tspec) *tp,
-                                 const int capped, T cap, CSM_H(rowst) *st)
+                                 const int capped, T cap, T *vb, CSM_H(rowst) *st)
 {
     const ptrdiff_t K = csm_chunk_len(c);
     const ptrdiff_t nch = c > 0 ? (c + K - 1) / K : 0;
     const T icap = capped ? (T)1 / cap : (T)0;
+    const int bnd = capped && (double)cap <= CSM_EXPB_MAXCAP;
     double cs_c[CSM_MAXCH], cc_c[CSM_MAXCH], ts_c[CSM_MAXCH], tz_c[CSM_MAXCH], sh_c[CSM_MAXCH];
     T *cm = st->cm;
     CSM_CHUNK_LOOP(c, nch, q,
         const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
         const T *xc = x + k0 * xs;
-        T m = CSM_H(seg_max_cap)(xc, xs, len, capped, cap, icap);
+        T *yc = store ? y + k0 * ys : NULL;
+        /* the chunk's (capped) values: src at stride ss */
+        const T *src = xc;
+        ptrdiff_t ss = xs;
+        T m;
+        if (capped) {
+            src = vb + k0;
+            ss = 1;
+            m = xs == 1 ? CSM_H(seg_cap_max)(xc, 1, vb + k0, len, cap, icap)
+                        : CSM_H(seg_cap_max)(xc, xs, vb + k0, len, cap, icap);
+        } else {
+            m = xs == 1 ? CSM_H(seg_max)(xc, 1, len) : CSM_H(seg_max)(xc, xs, len);
+        }
         cm[q] = m;
         if (m == (T)INFINITY) continue;
         T sh = m == -(T)INFINITY ? (T)0 : m;
         double cs, cc, tsv = 0.0, tzv = 0.0;
-        T *yc = store ? y + k0 * ys : NULL;
-        if (xs == 1 && (!store || ys == 1) && (!soft || !tp->q || tp->qs == 1))
-            CSM_H(seg_expsum)(xc, 1, yc, 1, len, sh, m, store, soft, tp, k0, capped, cap, icap,
-                              &cs, &cc, &tsv, &tzv);
-        else
-            CSM_H(seg_expsum)(xc, xs, yc, ys, len, sh, m, store, soft, tp, k0, capped, cap, icap,
-                              &cs, &cc, &tsv, &tzv);
+        if (ss == 1 && (!store || ys == 1)) {
+            if (bnd) CSM_ES(1, 1, 1);
+            else CSM_ES(1, 1, 0);
+        } else {
+            CSM_ES(ss, ys, bnd);
+        }
         if (m == -(T)INFINITY) {   /* nothing to add but a NaN, if any */
             cs = cs + cc;
             cc = 0.0;
@@ -376,7 +459,7 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
         cs_c[q] = cs;
         cc_c[q] = cc;
         sh_c[q] = (double)sh;
-        ts_c[q] = tsv;
+        ts_c[q] = soft && !tp->q ? tp->tsum_c[q] : tsv;
         tz_c[q] = tzv;
     )
     double M = -INFINITY, cnt = 0.0, s = 0.0;
@@ -425,13 +508,15 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
     }
 }
 
+#undef CSM_ES
+
 /* row_pass with store / soft / capped as compile-time constants: each
  * combination gets its own branch-free inner loops. */
 static void CSM_H(row_pass_any)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
                                 int store, int soft, const CSM_H(tspec) *tp, int capped,
-                                T cap, CSM_H(rowst) *st)
+                                T cap, T *vb, CSM_H(rowst) *st)
 {
-#define CSM_RP(S, F, C) CSM_H(row_pass)(x, xs, y, ys, c, S, F, tp, C, cap, st)
+#define CSM_RP(S, F, C) CSM_H(row_pass)(x, xs, y, ys, c, S, F, tp, C, cap, vb, st)
     if (store) {
         if (soft) { if (capped) CSM_RP(1, 1, 1); else CSM_RP(1, 1, 0); }
         else { if (capped) CSM_RP(1, 0, 1); else CSM_RP(1, 0, 0); }
@@ -583,7 +668,7 @@ static double CSM_H(lse_row)(const T *xr, ptrdiff_t xsc, ptrdiff_t c)
 {
     if (c == 0) return -INFINITY;
     CSM_H(rowst) st;
-    CSM_H(row_pass)(xr, xsc, NULL, 0, c, 0, 0, NULL, 0, 0, &st);
+    CSM_H(row_pass)(xr, xsc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, &st);
     if (st.special) {
         if (CSM_H(row_has_nan)(xr, xsc, c)) return NAN;
         return st.pinf ? INFINITY : -INFINITY;
@@ -701,7 +786,7 @@ int CSM_FN(csm_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_stri
         const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
         T *yr = y + i0 * ys.s0 + i1 * ys.s1;
         CSM_H(rowst) st;
-        CSM_H(row_pass)(xr, xs.sc, yr, ys.sc, c, 1, 0, NULL, 0, 0, &st);
+        CSM_H(row_pass)(xr, xs.sc, yr, ys.sc, c, 1, 0, NULL, 0, 0, NULL, &st);
         if (st.special) {
             CSM_H(seg_fill)(yr, ys.sc, c, (T)NAN);
             continue;
@@ -728,7 +813,7 @@ int CSM_FN(csm_log_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_
         const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
         T *yr = y + i0 * ys.s0 + i1 * ys.s1;
         CSM_H(rowst) st;
-        CSM_H(row_pass)(xr, xs.sc, NULL, 0, c, 0, 0, NULL, 0, 0, &st);
+        CSM_H(row_pass)(xr, xs.sc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, &st);
         if (st.special) {
             /* SciPy: shift 0; tmp - log(sum(exp(tmp))).  With the max -inf every
              * entry is -inf - (-inf) or NaN; with +inf the sum is +inf, giving
@@ -759,7 +844,8 @@ int CSM_FN(csm_log_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_
 CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc,
                                  ptrdiff_t c, ptrdiff_t tgt, const CSM_H(tspec) *tp,
                                  const int smooth, const int capped, const csm_xent_opts *opt,
-                                 double rscale, double gscale, double *lr, double *lse_out)
+                                 double rscale, double gscale, double *lr, double *lse_out,
+                                 T *vb)
 {
     const T cap = capped ? (T)opt->softcap : (T)0;
     const T icap = capped ? (T)1 / cap : (T)0;
@@ -774,8 +860,12 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
         zt = (double)CSM_LANE(CSM_H(vcap)(vt, capped, cap, icap), 0);
         wt = w ? (double)w[tgt] : 1.0;
     }
+    /* labels + smoothing + soft-capping + gradient: the smoothing sum is taken
+     * in the gradient pass, which loads w and x' anyway (saves a stream of w) */
+    const int late = capped && gr && labels && smooth;
     CSM_H(rowst) st;
-    CSM_H(row_pass_any)(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft, tp, capped, cap, &st);
+    CSM_H(row_pass_any)(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft && !late, tp, capped,
+                        cap, vb, &st);
     if (st.special) {
         /* -log_softmax[T] with SciPy/PyTorch special values (only without
          * soft-capping, which maps every infinity to a finite value) */
@@ -802,47 +892,57 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
     const double L = log1p((st.cnt - 1.0) + st.s);
     const double lse = st.M + L;
     if (lse_out) *lse_out = lse;
-    double loss, A, kb;
+    double A, kb;
+    const double W = opt->class_weight_sum;
     if (labels) {
-        const double W = opt->class_weight_sum;
-        loss = (1.0 - eps) * wt * ((st.M - zt) + L);
-        if (smooth) loss += eps / (double)c * (st.tdot + W * L);
         A = (1.0 - eps) * wt + (smooth ? eps / (double)c * W : 0.0);
         kb = smooth ? eps / (double)c : 0.0;
     } else {
-        loss = st.tdot + st.tsum * L;
         A = st.tsum;
         kb = 1.0;
     }
-    if (alpha != 0.0) {
-        loss += alpha * lse * lse;
-        A += 2.0 * alpha * lse;
-    }
-    *lr = rscale * loss;
-    if (!gr) return;
-    const double g0 = opt->grad_scale * gscale;
-    const T tkb = (T)(g0 * kb);
-    /* literal flags: one branch-free loop per case */
-#define CSM_SG(G, GS, LEN, FA, SOFT, K0, CAP, M) \
-    CSM_H(seg_grad)(G, GS, LEN, FA, SOFT, tp, K0, tkb, CAP, M, icap)
-    if (capped) {
-        T fa = (T)(g0 * A / stot);
-        CSM_CHUNK_LOOP(c, st.nch, q,
-            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
-            if (gsc == 1) { if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 1, (T)st.M);
-                            else CSM_SG(gr + k0, 1, len, fa, 0, k0, 1, (T)st.M); }
-            else CSM_SG(gr + k0 * gsc, gsc, len, fa, soft, k0, 1, (T)st.M);
-        )
-    } else {
+    if (alpha != 0.0) A += 2.0 * alpha * lse;
+    if (gr) {
+        const double g0 = opt->grad_scale * gscale;
+        const T tkb = (T)(g0 * kb);
+        double td_c[CSM_MAXCH];
+        /* literal flags: one branch-free loop per case */
+#define CSM_SG(G, GS, LEN, FA, SOFT, K0, CAP, LATE)                                       \
+        CSM_H(seg_grad)(G, GS, LEN, FA, SOFT, tp, K0, tkb, CAP, (CAP) ? vb + (K0) : NULL, \
+                        icap, LATE, (T)st.M, td_c + q)
         CSM_CHUNK_LOOP(c, st.nch, q,
             ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
             T fa = (T)(csm_expdiff((double)st.cm[q], st.M) * (g0 * A / stot));
-            if (gsc == 1) { if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 0, 0);
-                            else CSM_SG(gr + k0, 1, len, fa, 0, k0, 0, 0); }
-            else CSM_SG(gr + k0 * gsc, gsc, len, fa, soft, k0, 0, 0);
+            if (gsc == 1) {
+                if (capped) {
+                    if (late) CSM_SG(gr + k0, 1, len, fa, 1, k0, 1, 1);
+                    else if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 1, 0);
+                    else CSM_SG(gr + k0, 1, len, fa, 0, k0, 1, 0);
+                } else {
+                    if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 0, 0);
+                    else CSM_SG(gr + k0, 1, len, fa, 0, k0, 0, 0);
+                }
+            } else {
+                CSM_SG(gr + k0 * gsc, gsc, len, fa, soft, k0, capped, late);
+            }
         )
-    }
 #undef CSM_SG
+        if (late) {
+            st.tdot = 0.0;
+            for (ptrdiff_t q = 0; q < st.nch; q++) st.tdot += td_c[q];
+        }
+    }
+    double loss;
+    if (labels) {
+        loss = (1.0 - eps) * wt * ((st.M - zt) + L);
+        if (smooth) loss += eps / (double)c * (st.tdot + W * L);
+    } else {
+        loss = st.tdot + st.tsum * L;
+    }
+    if (alpha != 0.0) loss += alpha * lse * lse;
+    *lr = rscale * loss;
+    if (!gr) return;
+    const double g0 = opt->grad_scale * gscale;
     if (labels) {
         /* g_T = g0 [A (y_T - 1) + A - (1-e) w_T - (e/C) w_T] * chain, with
          * y_T - 1 = (e_T - stot) / stot formed without cancellation */
@@ -877,7 +977,19 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
     }
     const int smooth = opt->label_smoothing != 0.0;
     const int capped = opt->softcap > 0.0;
-    CSM_H(tspec) tp = {NULL, 0, (const T *)opt->class_weight, 0, 1};
+    CSM_H(tspec) tp = {NULL, 0, (const T *)opt->class_weight, 0, 1, NULL};
+    /* the smoothing's per-chunk sums of t = w, once for every row */
+    double tsum_c[CSM_MAXCH];
+    if (smooth && c > 0) {
+        const ptrdiff_t K = csm_chunk_len(c), nch = (c + K - 1) / K;
+        for (ptrdiff_t q = 0; q < nch; q++) {
+            const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
+            double sw = 0.0;
+            for (ptrdiff_t k = 0; k < len; k++) sw += tp.w ? (double)tp.w[k0 + k] : 1.0;
+            tsum_c[q] = sw;
+        }
+        tp.tsum_c = tsum_c;
+    }
     ptrdiff_t done = 0;
 #if CSM_TILES
     if (c >= 1 && c <= CSM_TILE_MAXC && zs.sc == 1 && (!grad || gs.sc == 1) && nrows >= VL &&
@@ -917,7 +1029,7 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
                     CSM_H(xent_row)(p[j], 1, grad ? g[j] : NULL, 1, c, (ptrdiff_t)lab[j], &tp,
                                     0, 0, opt, opt->row_scale ? opt->row_scale[r] : 1.0,
                                     opt->row_gscale ? opt->row_gscale[r] : 1.0, lr,
-                                    opt->lse_out ? opt->lse_out + r : NULL);
+                                    opt->lse_out ? opt->lse_out + r : NULL, NULL);
                 }
                 continue;
             }
@@ -952,6 +1064,10 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
         done = ntiles * VL;
     }
 #endif
+    /* soft-capped rows are kept capped in a scratch row (see row_pass) */
+    csm_scratch scr;
+    if (csm_scratch_init(&scr, capped, nrows - done, c, sizeof(T)))
+        return CSM_ERR_NOMEM;
     CSM_ROWS_FOR(nrows - done, c)
     for (ptrdiff_t r = done; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
@@ -968,8 +1084,9 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
         const double rg = opt->row_gscale ? opt->row_gscale[r] : 1.0;
         CSM_H(xent_row)(z + i0 * zs.s0 + i1 * zs.s1, zs.sc, gr, gs.sc, c, (ptrdiff_t)lab, &tp,
                         smooth, capped, opt, rs, rg, lr,
-                        opt->lse_out ? opt->lse_out + r : NULL);
+                        opt->lse_out ? opt->lse_out + r : NULL, (T *)csm_scratch_row(&scr));
     }
+    csm_scratch_free(&scr);
     return CSM_OK;
 }
 
@@ -981,6 +1098,8 @@ int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
     const int capped = opt->softcap > 0.0;
     const double eps = opt->label_smoothing;
+    csm_scratch scr;
+    if (csm_scratch_init(&scr, capped, nrows, c, sizeof(T))) return CSM_ERR_NOMEM;
     CSM_ROWS_FOR(nrows, c)
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
@@ -996,8 +1115,10 @@ int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
         CSM_H(tspec) tp = {t + i0 * ts.s0 + i1 * ts.s1, ts.sc, (const T *)opt->class_weight,
                            (T)(1.0 - eps), (T)(eps / (double)c)};
         CSM_H(xent_row)(z + i0 * zs.s0 + i1 * zs.s1, zs.sc, gr, gs.sc, c, -1, &tp, 0, capped,
-                        opt, rs, rg, lr, opt->lse_out ? opt->lse_out + r : NULL);
+                        opt, rs, rg, lr, opt->lse_out ? opt->lse_out + r : NULL,
+                        (T *)csm_scratch_row(&scr));
     }
+    csm_scratch_free(&scr);
     return CSM_OK;
 }
 
@@ -1008,6 +1129,17 @@ void CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
     if (i < n) CSM_H(vstore_part)(out + i, 1, n - i, VEXP(CSM_H(vload_part)(x + i, 1, n - i, 0)));
 }
 
+void CSM_FN(csm_softcap)(ptrdiff_t n, const T *x, double cap, T *out)
+{
+    const T c = (T)cap, ic = (T)1 / c;
+    ptrdiff_t i = 0;
+    for (; i + VL <= n; i += VL)
+        CSM_H(vstore)(out + i, 1, CSM_H(vcap)(CSM_H(vload)(x + i, 1), 1, c, ic));
+    if (i < n)
+        CSM_H(vstore_part)(out + i, 1, n - i,
+                           CSM_H(vcap)(CSM_H(vload_part)(x + i, 1, n - i, 0), 1, c, ic));
+}
+
 #undef T
 #undef V
 #undef U
@@ -1016,10 +1148,14 @@ void CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
 #undef VMAX
 #undef VIS1
 #undef VEXP
+#undef VEXPB
+#undef VMADD
+#undef CSM_EXPB_MAXCAP
 #undef VLMASK
 #undef VMLOAD
 #undef VMSTORE
-#undef VTANH
+#undef VCTANH
+#undef CSM_TSPEC_CASES
 #undef CSM_IS_F32
 #undef D
 #undef CSM_WIDEN_T

@@ -27,4 +27,5 @@ const csm_table CSM_TBL(CSM_ISA) = {
     CSM_E(csm_xent_labels, f32), CSM_E(csm_xent_labels, f64),
     CSM_E(csm_xent_soft, f32), CSM_E(csm_xent_soft, f64),
     CSM_E(csm_exp, f32), CSM_E(csm_exp, f64),
+    CSM_E(csm_softcap, f32), CSM_E(csm_softcap, f64),
 };
