@@ -81,3 +81,51 @@ def test_exp_special_values(isa, dtype):
     assert got[2] == 0.0 and got[3] == np.inf and np.isnan(got[4])
     assert got[5] == 0.0 and got[6] == np.inf
     np.testing.assert_allclose(got[7:], ref[7:], rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+def _softcap(x, cap):
+    out = np.empty_like(x)
+    _core.softcap_kernel(x, cap, out)
+    return out
+
+
+def test_softcap_tanh_f32_sweep(isa):
+    """tanh (softcap=1) on every 29th float32 in [0, 12] against a float64 tanh:
+    the rational branch (|x| < 1) within 3 ULP, the exp branch within 1.5 ULP,
+    |tanh| <= 1, odd, and the bounds stated in src_c/csm_vec.h."""
+    hi = np.float32(12.0).view(np.uint32)
+    x = np.arange(0, hi + 1, 29, dtype=np.uint32).view(np.float32)
+    got = _softcap(x, 1.0)
+    exact = np.tanh(x.astype(np.float64))
+    spacing = np.maximum(np.spacing(exact.astype(np.float32)).astype(np.float64), 2.0**-149)
+    err = np.abs(got.astype(np.float64) - exact) / spacing
+    small = x < 1
+    print(f"softcap tanh f32 [{isa}] max error {err[small].max():.2f} ULP (|x| < 1), "
+          f"{err[~small].max():.2f} ULP (|x| >= 1)")
+    assert err[small].max() <= 3.0
+    assert err[~small].max() <= 1.5
+    assert np.abs(got).max() <= 1.0
+    np.testing.assert_array_equal(_softcap(-x, 1.0), -got)
+    assert got[-1] == 1.0                                   # tanh rounds to 1 from ~9.01 on
+
+
+@pytest.mark.parametrize("cap", [0.5, 3.0, 30.0, 1e4])
+def test_softcap_caps(isa, cap):
+    rng = np.random.default_rng(7)
+    for dtype, bound in ((np.float32, 3.5e-7), (np.float64, 4e-15)):
+        z = (rng.standard_normal(200_000) * 3 * cap).astype(dtype)
+        got = _softcap(z, cap)
+        exact = cap * np.tanh(z.astype(np.float64) / cap)
+        rel = np.abs(got - exact) / np.abs(exact)
+        assert rel.max() <= bound, (dtype, rel.max())
+        assert np.abs(got).max() <= cap
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softcap_special_values(isa, dtype):
+    x = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30, -1e-30, 1e30, -1e30], dtype=dtype)
+    got = _softcap(x, 1.0)
+    np.testing.assert_array_equal(got[[0, 1, 7, 8]], [1.0, -1.0, 1.0, -1.0])
+    assert np.isnan(got[2])
+    assert got[3] == 0.0 and got[4] == 0.0 and np.signbit(got[4])
+    np.testing.assert_array_equal(got[5:7], x[5:7])         # tiny x: exactly x
