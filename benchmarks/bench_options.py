@@ -1,9 +1,9 @@
 """Cost of the cross-entropy options relative to the plain call (issue 3).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_options.py [N C]
+    OMP_NUM_THREADS=1 python benchmarks/bench_options.py [N C [REPS]]
 
-Interleaved medians on one (N, C) float32 problem (default 4096 x 32000),
-integer labels, out= preallocated.
+Interleaved medians (REPS rounds, default 7) on one (N, C) float32 problem
+(default 4096 x 32000), integer labels, out= preallocated.
 """
 import sys
 
@@ -15,6 +15,7 @@ from csoftmax._bench import _median_ms
 
 def main(argv):
     n, c = (int(argv[0]), int(argv[1])) if len(argv) >= 2 else (4096, 32000)
+    reps = int(argv[2]) if len(argv) >= 3 else 7
     rng = np.random.default_rng(0)
     z = (3 * rng.standard_normal((n, c))).astype(np.float32)
     lab = rng.integers(0, c, n)
@@ -34,8 +35,9 @@ def main(argv):
     }
     fns = {k: (lambda i, kw=kw: cs.cross_entropy_with_grad(z, lab, out=g, **kw))
            for k, kw in cfgs.items()}
-    t = _median_ms(fns, reps=7)
-    print(f"cross_entropy_with_grad {n}x{c} float32, isa={cs.show_config()['isa']}")
+    t = _median_ms(fns, reps=reps)
+    print(f"cross_entropy_with_grad {n}x{c} float32, isa={cs.show_config()['isa']}, "
+          f"medians of {reps} interleaved rounds")
     for k, v in t.items():
         print(f"  {k:28s} {v:9.2f} ms  {v / t['plain']:5.2f}x plain")
 

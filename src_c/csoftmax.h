@@ -132,7 +132,9 @@ int csm_log_softmax_f64(csm_shape sh, const double *x, csm_strides xs, double *y
  * loss is always written (double); grad only if not NULL and may alias z
  * exactly (in-place).  Labels are all checked first; on a bad one nothing is
  * written and *err names it.  Ignored rows get loss 0 and a zero gradient and
- * their logits are never read.
+ * their logits are never read.  With softcap, one scratch row of c elements
+ * per thread is allocated for the call (CSM_ERR_NOMEM, nothing written, if
+ * that fails; the same for csm_xent_soft_*).
  */
 int csm_xent_labels_f32(csm_shape sh, const float *z, csm_strides zs,
                         const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
