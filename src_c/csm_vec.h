@@ -320,10 +320,11 @@ CSM_INLINE csm_v_f64 csm_vexpb_f64(csm_v_f64 x)
  * few ULP there); |x| < 1/8: the odd Taylor series to x^15 (truncation
  * < 4e-17 relative), so c tanh(z / c) keeps z's relative precision when
  * c >> |z|.
+ *
+ * csm_vctanh_D(z, c, ic) is c tanh(z ic) for ic = 1/c rounded (the soft-cap;
+ * c = ic = 1: tanh); the float32 rational branch forms it as z R(x^2),
+ * x = z ic: one rounding and one multiply fewer than c (x R).
  */
-/* c tanh(z ic) for ic = 1/c rounded (the soft-cap; c = ic = 1: tanh): the
- * rational branch forms it as z R(x^2), x = z ic, one rounding fewer and one
- * multiply less than c (x R). */
 CSM_INLINE csm_v_f32 csm_vctanh_f32(csm_v_f32 z, csm_v_f32 c, csm_v_f32 ic)
 {
 #define S_(c) csm_splat_f32(c)

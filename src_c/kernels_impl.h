@@ -299,36 +299,25 @@ CSM_INLINE T CSM_H(seg_cap_max)(const T *x, ptrdiff_t xs, T *v, ptrdiff_t len, T
 }
 
 /*
- * Gradient pass over len elements of g (holding e), and with late (labels,
- * capped: x' and t are loaded here anyway) the smoothing sum
- * *td = sum t (M - x') that the exp pass then leaves out:
+ * Gradient pass over len elements of g (holding e):
  *   r = g * fa - t * kb                  (t term only if soft)
  *   g = capped ? r * (1 - (x' / cap)^2) : r      (x' from vb, contiguous)
  */
 CSM_INLINE void CSM_H(seg_grad)(T *g, ptrdiff_t gs, ptrdiff_t len, T fa, const int soft,
                                  const CSM_H(tspec) *tp, ptrdiff_t tk0, T kb,
-                                 const int capped, const T *vb, T icap,
-                                 const int late, T M, double *td)
+                                 const int capped, const T *vb, T icap)
 {
     const V vfa = VSPLAT(fa), vnkb = VSPLAT(-kb), vic = VSPLAT(icap), one = VSPLAT(1);
-    const V vM = VSPLAT(M);
     const CSM_H(tspec) tl = soft ? *tp : (CSM_H(tspec)){0};
-    V tda = VSPLAT(0);
     ptrdiff_t i = 0;
 #define CSM_GRAD_V(sv, k, n, HQ, HW)                                         \
     do {                                                                     \
-        V tv_ = VSPLAT(0);                                                   \
         sv = sv * vfa;                                                       \
-        if (soft) {                                                          \
-            tv_ = CSM_H(tload)(tl, tk0 + (k), n, HQ, HW);                    \
-            sv = VMADD(tv_, vnkb, sv);                                       \
-        }                                                                    \
+        if (soft) sv = VMADD(CSM_H(tload)(tl, tk0 + (k), n, HQ, HW), vnkb, sv); \
         if (capped) {                                                        \
-            V v_ = (n) == VL ? CSM_H(vload)(vb + (k), 1)                     \
-                             : CSM_H(vload_part)(vb + (k), 1, n, M);         \
-            V u_ = v_ * vic;                                                 \
+            V u_ = ((n) == VL ? CSM_H(vload)(vb + (k), 1)                    \
+                              : CSM_H(vload_part)(vb + (k), 1, n, 0)) * vic; \
             sv = sv * VMADD(-u_, u_, one);                                   \
-            if (late) tda = VMADD(tv_, vM - v_, tda);                        \
         }                                                                    \
     } while (0)
 #define CSM_GRAD_LOOP(HQ, HW)                                                \
@@ -347,7 +336,6 @@ CSM_INLINE void CSM_H(seg_grad)(T *g, ptrdiff_t gs, ptrdiff_t len, T fa, const i
     else { CSM_GRAD_LOOP(0, 0) }
 #undef CSM_GRAD_LOOP
 #undef CSM_GRAD_V
-    if (late) *td = CSM_H(vsum)(tda);
 }
 
 /* y[k] *= f for len elements. */
@@ -860,12 +848,9 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
         zt = (double)CSM_LANE(CSM_H(vcap)(vt, capped, cap, icap), 0);
         wt = w ? (double)w[tgt] : 1.0;
     }
-    /* labels + smoothing + soft-capping + gradient: the smoothing sum is taken
-     * in the gradient pass, which loads w and x' anyway (saves a stream of w) */
-    const int late = capped && gr && labels && smooth;
     CSM_H(rowst) st;
-    CSM_H(row_pass_any)(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft && !late, tp, capped,
-                        cap, vb, &st);
+    CSM_H(row_pass_any)(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft, tp, capped, cap, vb,
+                        &st);
     if (st.special) {
         /* -log_softmax[T] with SciPy/PyTorch special values (only without
          * soft-capping, which maps every infinity to a finite value) */
@@ -892,57 +877,42 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
     const double L = log1p((st.cnt - 1.0) + st.s);
     const double lse = st.M + L;
     if (lse_out) *lse_out = lse;
-    double A, kb;
-    const double W = opt->class_weight_sum;
+    double loss, A, kb;
     if (labels) {
+        const double W = opt->class_weight_sum;
+        loss = (1.0 - eps) * wt * ((st.M - zt) + L);
+        if (smooth) loss += eps / (double)c * (st.tdot + W * L);
         A = (1.0 - eps) * wt + (smooth ? eps / (double)c * W : 0.0);
         kb = smooth ? eps / (double)c : 0.0;
     } else {
+        loss = st.tdot + st.tsum * L;
         A = st.tsum;
         kb = 1.0;
     }
-    if (alpha != 0.0) A += 2.0 * alpha * lse;
-    if (gr) {
-        const double g0 = opt->grad_scale * gscale;
-        const T tkb = (T)(g0 * kb);
-        double td_c[CSM_MAXCH];
-        /* literal flags: one branch-free loop per case */
-#define CSM_SG(G, GS, LEN, FA, SOFT, K0, CAP, LATE)                                       \
-        CSM_H(seg_grad)(G, GS, LEN, FA, SOFT, tp, K0, tkb, CAP, (CAP) ? vb + (K0) : NULL, \
-                        icap, LATE, (T)st.M, td_c + q)
-        CSM_CHUNK_LOOP(c, st.nch, q,
-            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
-            T fa = (T)(csm_expdiff((double)st.cm[q], st.M) * (g0 * A / stot));
-            if (gsc == 1) {
-                if (capped) {
-                    if (late) CSM_SG(gr + k0, 1, len, fa, 1, k0, 1, 1);
-                    else if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 1, 0);
-                    else CSM_SG(gr + k0, 1, len, fa, 0, k0, 1, 0);
-                } else {
-                    if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 0, 0);
-                    else CSM_SG(gr + k0, 1, len, fa, 0, k0, 0, 0);
-                }
-            } else {
-                CSM_SG(gr + k0 * gsc, gsc, len, fa, soft, k0, capped, late);
-            }
-        )
-#undef CSM_SG
-        if (late) {
-            st.tdot = 0.0;
-            for (ptrdiff_t q = 0; q < st.nch; q++) st.tdot += td_c[q];
-        }
+    if (alpha != 0.0) {
+        loss += alpha * lse * lse;
+        A += 2.0 * alpha * lse;
     }
-    double loss;
-    if (labels) {
-        loss = (1.0 - eps) * wt * ((st.M - zt) + L);
-        if (smooth) loss += eps / (double)c * (st.tdot + W * L);
-    } else {
-        loss = st.tdot + st.tsum * L;
-    }
-    if (alpha != 0.0) loss += alpha * lse * lse;
     *lr = rscale * loss;
     if (!gr) return;
     const double g0 = opt->grad_scale * gscale;
+    const T tkb = (T)(g0 * kb);
+    /* literal flags: one branch-free loop per case */
+#define CSM_SG(G, GS, LEN, FA, SOFT, K0, CAP) \
+    CSM_H(seg_grad)(G, GS, LEN, FA, SOFT, tp, K0, tkb, CAP, (CAP) ? vb + (K0) : NULL, icap)
+    CSM_CHUNK_LOOP(c, st.nch, q,
+        ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+        T fa = (T)(csm_expdiff((double)st.cm[q], st.M) * (g0 * A / stot));
+        if (gsc == 1) {
+            if (capped) { if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 1);
+                          else CSM_SG(gr + k0, 1, len, fa, 0, k0, 1); }
+            else { if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 0);
+                   else CSM_SG(gr + k0, 1, len, fa, 0, k0, 0); }
+        } else {
+            CSM_SG(gr + k0 * gsc, gsc, len, fa, soft, k0, capped);
+        }
+    )
+#undef CSM_SG
     if (labels) {
         /* g_T = g0 [A (y_T - 1) + A - (1-e) w_T - (e/C) w_T] * chain, with
          * y_T - 1 = (e_T - stot) / stot formed without cancellation */

@@ -1,8 +1,7 @@
 """Cross-entropy options on rows of several chunks (C > 4096), where the
 kernels take paths that short rows do not: the soft-capped row kept in a
-per-thread scratch row, the smoothing sums of labels taken in the gradient pass
-("late", with soft-capping), the per-chunk weight sums computed once per call,
-and long rows (C >= 2**16) split over the threads.  Every case is checked
+per-thread scratch row, the per-chunk weight sums of label smoothing computed
+once per call, and long rows (C >= 2**16) split over the threads.  Every case is checked
 against the float64 reference (csoftmax.reference), loss-only against
 loss + gradient, in place and with strided rows, and 1 thread against 2
 threads bit for bit.
