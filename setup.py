@@ -17,6 +17,7 @@ C_SOURCES = [
     "src_c/kernels_scalar.c",
     "src_c/kernels_avx2.c",
     "src_c/kernels_avx512.c",
+    "src_c/seam_avx512.c",      # empty unless CSOFTMAX_TEST_SEAM=1 (tests only)
 ]
 
 
@@ -49,6 +50,25 @@ class BuildExt(build_ext):
             # -g0: Python's own CFLAGS add -g, which makes the wheel 9 MB.
             cflags = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-trapping-math", "-g0"]
             omp_c, omp_l = ["-fopenmp"], ["-fopenmp"]
+        # CSOFTMAX_TEST_SEAM=1: the dispatcher's test seam (src_c/dispatch.c,
+        # Design 3) for running the AVX-512 kernels on an emulated CPU; for
+        # tools/avx512_emu.sh only, never for a wheel.
+        seam = os.environ.get("CSOFTMAX_TEST_SEAM", "0") not in ("", "0")
+        if seam:
+            print("csoftmax: TEST SEAM build (CSOFTMAX_TEST_SEAM=1)", file=sys.stderr)
+        # objects of a seam build must never end up in a normal one (or the
+        # reverse): a change of kind in the same build directory rebuilds all
+        kind_file = os.path.join(self.build_temp, "csoftmax-build-kind")
+        kind = "test-seam" if seam else "release"
+        try:
+            with open(kind_file) as f:
+                if f.read().strip() != kind:
+                    self.force = True
+        except OSError:
+            self.force = True
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(kind_file, "w") as f:
+            f.write(kind + "\n")
         use_omp = os.environ.get("CSOFTMAX_OPENMP", "1") != "0"
         if use_omp and ctype != "msvc":
             probe = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
@@ -62,6 +82,8 @@ class BuildExt(build_ext):
         extra_cflags = os.environ.get("CSOFTMAX_EXTRA_CFLAGS", "").split()
         plain = set(os.environ.get("CSOFTMAX_PLAIN_SOURCES", "").split())
         for ext in self.extensions:
+            if seam:
+                ext.define_macros = list(ext.define_macros or []) + [("CSM_TEST_SEAM", "1")]
             ext.extra_compile_args = cflags + omp_c + extra_cflags
             ext.extra_link_args = omp_l + os.environ.get("CSOFTMAX_EXTRA_LDFLAGS", "").split()
         _parallel_compile(self.compiler, plain, extra_cflags)
@@ -115,7 +137,7 @@ def _extensions():
         "csoftmax._core",
         sources=["csoftmax/_core.pyx"] + C_SOURCES,
         include_dirs=["src_c"],
-        depends=["src_c/csoftmax.h", "src_c/csm_internal.h", "src_c/csm_vec.h",
+        depends=["src_c/csoftmax.h", "src_c/csm_internal.h", "src_c/csm_vec.h", "src_c/csm_seam.h",
                  "src_c/kernels_impl.h", "src_c/kernels_table.h"],
     )
     return cythonize([ext], compiler_directives={"language_level": "3"})

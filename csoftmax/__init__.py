@@ -45,7 +45,9 @@ def show_config(print_it: bool = False) -> dict:
 
     Returns a dict with ``version``, ``isa`` (active path: "scalar", "avx2"
     or "avx512"), ``available`` (paths this CPU and build can run),
-    ``openmp`` (built with OpenMP) and ``max_threads``.  With
+    ``openmp`` (built with OpenMP), ``max_threads`` and ``emulated`` (True
+    only in a test build that runs its AVX-512 kernels on an emulated CPU,
+    see ``tools/avx512_emu.sh``).  With
     ``print_it=True`` it is also printed.
     """
     cfg = {
@@ -54,6 +56,7 @@ def show_config(print_it: bool = False) -> dict:
         "available": _core.isa_available(),
         "openmp": _core.openmp_enabled(),
         "max_threads": _core.max_threads(),
+        "emulated": _core.isa_emulated(),
     }
     if print_it:
         for k, v in cfg.items():

@@ -46,6 +46,7 @@ class _Config(TypedDict):
     available: list[str]
     openmp: bool
     max_threads: int
+    emulated: bool
 
 def show_config(print_it: bool = False) -> _Config: ...
 def set_num_threads(n: int) -> None: ...

@@ -70,7 +70,7 @@ cdef extern from "csoftmax.h" nogil:
     int csm_xent_soft_f64(csm_shape sh, const double *z, csm_strides zs, const double *t, csm_strides ts,
                           const csm_xent_opts *opt, double *loss, csm_strides ls,
                           double *grad, csm_strides gs)
-    void csm_exp_f32(Py_ssize_t n, const float *x, float *out)
-    void csm_exp_f64(Py_ssize_t n, const double *x, double *out)
-    void csm_softcap_f32(Py_ssize_t n, const float *x, double cap, float *out)
-    void csm_softcap_f64(Py_ssize_t n, const double *x, double cap, double *out)
+    int csm_exp_f32(Py_ssize_t n, const float *x, float *out)
+    int csm_exp_f64(Py_ssize_t n, const double *x, double *out)
+    int csm_softcap_f32(Py_ssize_t n, const float *x, double cap, float *out)
+    int csm_softcap_f64(Py_ssize_t n, const double *x, double cap, double *out)

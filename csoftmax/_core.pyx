@@ -68,6 +68,8 @@ cdef int _check(int status) except -1:
         raise ValueError("csoftmax: invalid size or option passed to the C kernel")
     if status == CSM_ERR_NOMEM:
         raise MemoryError("csoftmax: could not allocate the kernel's scratch row")
+    if status == CSM_ERR_SEAM:
+        raise RuntimeError("csoftmax: the kernel crashed on the test seam's emulated CPU")
     raise RuntimeError(f"csoftmax: C kernel failed with status {status}")
 
 
@@ -316,9 +318,31 @@ def set_num_threads(int n):
     csm_set_num_threads(n)
 
 
+def isa_emulated():
+    """True if the AVX-512 kernels run on an emulated CPU (test seam builds only)."""
+    return bool(csm_seam_active())
+
+
 def openmp_enabled():
     """True if the extension was built with OpenMP."""
     return bool(CSM_OPENMP)
+
+
+cdef extern from "csm_seam.h" nogil:
+    int csm_seam_wanted()
+    int csm_seam_active()
+    enum:
+        CSM_ERR_SEAM
+
+
+# Test seam (src_c/dispatch.c, Design 3): only in a build made with
+# CSOFTMAX_TEST_SEAM=1, and only when CSOFTMAX_EMU_AVX512=1 is set, the runner
+# that executes the AVX-512 kernels on an emulated CPU is installed here, at
+# import, so that every process of a test run (subprocesses too) gets it.
+# tools/avx512_emu.sh puts tools/emu512 (the module csm_emu512) on PYTHONPATH.
+if csm_seam_wanted():
+    import csm_emu512
+    csm_emu512.install(__file__)
 
 
 cdef extern from *:

@@ -136,38 +136,59 @@ static inline void csm_scratch_free(csm_scratch *s)
     s->p = NULL;
 }
 
-/* Per-ISA function table, filled by kernels_<isa>.c. */
+/*
+ * The dispatched kernels, listed once.  X(name, KIND, T): entry point
+ * csm_<name> (csoftmax.h), per-ISA function csm_<name>_<isa>, table field
+ * <name>; KIND names the signature, T the element type.  From this list come
+ * the table type below, each ISA's table (kernels_table.h), the public entry
+ * points (dispatch.c) and the test seam's wrappers (seam_avx512.c), so a new
+ * kernel is one line here plus its declaration in csoftmax.h.
+ *
+ * Per KIND: CSM_P_<KIND>(T) the parameter list, CSM_A_<KIND> the argument
+ * names in order.  Every kernel returns a csm_status.
+ */
+#define CSM_P_ROWS(T) (csm_shape sh, const T *x, csm_strides xs, T *y, csm_strides ys)
+#define CSM_A_ROWS (sh, x, xs, y, ys)
+#define CSM_P_LSEB(T) (csm_shape sh, const T *x, csm_strides xs, const T *b, csm_strides bs, \
+                       T *lse, csm_strides ls, T *sign, csm_strides ss)
+#define CSM_A_LSEB (sh, x, xs, b, bs, lse, ls, sign, ss)
+#define CSM_P_XL(T) (csm_shape sh, const T *z, csm_strides zs, const int64_t *label,     \
+                     csm_strides lbs, const csm_xent_opts *opt, double *loss, csm_strides ls, \
+                     T *grad, csm_strides gs, csm_error *err)
+#define CSM_A_XL (sh, z, zs, label, lbs, opt, loss, ls, grad, gs, err)
+#define CSM_P_XS(T) (csm_shape sh, const T *z, csm_strides zs, const T *t, csm_strides ts,  \
+                     const csm_xent_opts *opt, double *loss, csm_strides ls, T *grad,          \
+                     csm_strides gs)
+#define CSM_A_XS (sh, z, zs, t, ts, opt, loss, ls, grad, gs)
+#define CSM_P_VEC(T) (ptrdiff_t n, const T *x, T *out)
+#define CSM_A_VEC (n, x, out)
+#define CSM_P_CAP(T) (ptrdiff_t n, const T *x, double cap, T *out)
+#define CSM_A_CAP (n, x, cap, out)
+
+#define CSM_KERNELS(X)                                                          \
+    X(logsumexp_f32, ROWS, float) X(logsumexp_f64, ROWS, double)                \
+    X(logsumexp_b_f32, LSEB, float) X(logsumexp_b_f64, LSEB, double)            \
+    X(softmax_f32, ROWS, float) X(softmax_f64, ROWS, double)                    \
+    X(log_softmax_f32, ROWS, float) X(log_softmax_f64, ROWS, double)            \
+    X(xent_labels_f32, XL, float) X(xent_labels_f64, XL, double)                \
+    X(xent_soft_f32, XS, float) X(xent_soft_f64, XS, double)                    \
+    X(exp_f32, VEC, float) X(exp_f64, VEC, double)                              \
+    X(softcap_f32, CAP, float) X(softcap_f64, CAP, double)
+
+/* Per-ISA function table, filled by kernels_<isa>.c (kernels_table.h). */
+#define CSM_TABLE_FIELD_(name, K, T) int (*name) CSM_P_##K(T);
 typedef struct {
-    int (*logsumexp_f32)(csm_shape, const float *, csm_strides, float *, csm_strides);
-    int (*logsumexp_f64)(csm_shape, const double *, csm_strides, double *, csm_strides);
-    int (*logsumexp_b_f32)(csm_shape, const float *, csm_strides, const float *, csm_strides,
-                           float *, csm_strides, float *, csm_strides);
-    int (*logsumexp_b_f64)(csm_shape, const double *, csm_strides, const double *, csm_strides,
-                           double *, csm_strides, double *, csm_strides);
-    int (*softmax_f32)(csm_shape, const float *, csm_strides, float *, csm_strides);
-    int (*softmax_f64)(csm_shape, const double *, csm_strides, double *, csm_strides);
-    int (*log_softmax_f32)(csm_shape, const float *, csm_strides, float *, csm_strides);
-    int (*log_softmax_f64)(csm_shape, const double *, csm_strides, double *, csm_strides);
-    int (*xent_labels_f32)(csm_shape, const float *, csm_strides, const int64_t *, csm_strides,
-                           const csm_xent_opts *, double *, csm_strides, float *, csm_strides,
-                           csm_error *);
-    int (*xent_labels_f64)(csm_shape, const double *, csm_strides, const int64_t *, csm_strides,
-                           const csm_xent_opts *, double *, csm_strides, double *, csm_strides,
-                           csm_error *);
-    int (*xent_soft_f32)(csm_shape, const float *, csm_strides, const float *, csm_strides,
-                         const csm_xent_opts *, double *, csm_strides, float *, csm_strides);
-    int (*xent_soft_f64)(csm_shape, const double *, csm_strides, const double *, csm_strides,
-                         const csm_xent_opts *, double *, csm_strides, double *, csm_strides);
-    void (*exp_f32)(ptrdiff_t, const float *, float *);
-    void (*exp_f64)(ptrdiff_t, const double *, double *);
-    void (*softcap_f32)(ptrdiff_t, const float *, double, float *);
-    void (*softcap_f64)(ptrdiff_t, const double *, double, double *);
+    CSM_KERNELS(CSM_TABLE_FIELD_)
 } csm_table;
+#undef CSM_TABLE_FIELD_
 
 extern const csm_table csm_table_scalar;
 #if defined(CSM_HAVE_X86_DISPATCH)
 extern const csm_table csm_table_avx2;
 extern const csm_table csm_table_avx512;
 #endif
+
+/* Test seam (a build with CSM_TEST_SEAM only, see dispatch.c). */
+#include "csm_seam.h"
 
 #endif

@@ -159,14 +159,15 @@ int csm_xent_soft_f64(csm_shape sh, const double *z, csm_strides zs,
                       const double *t, csm_strides ts, const csm_xent_opts *opt,
                       double *loss, csm_strides ls, double *grad, csm_strides gs);
 
-/* Scalar exp used by the kernels, exported for the accuracy sweep test:
- * out[i] = exp(x[i]) for i < n, on the active ISA path. */
-void csm_exp_f32(ptrdiff_t n, const float *x, float *out);
-void csm_exp_f64(ptrdiff_t n, const double *x, double *out);
+/* The vector exp the kernels use, exported for the accuracy sweep test:
+ * out[i] = exp(x[i]) for i < n, on the active ISA path.  Returns CSM_OK. */
+int csm_exp_f32(ptrdiff_t n, const float *x, float *out);
+int csm_exp_f64(ptrdiff_t n, const double *x, double *out);
 /* The soft-cap the cross-entropy applies, exported for the accuracy sweep:
- * out[i] = cap * tanh(x[i] / cap) for i < n (cap > 0), on the active ISA path. */
-void csm_softcap_f32(ptrdiff_t n, const float *x, double cap, float *out);
-void csm_softcap_f64(ptrdiff_t n, const double *x, double cap, double *out);
+ * out[i] = cap * tanh(x[i] / cap) for i < n (cap > 0), on the active ISA path.
+ * Returns CSM_OK. */
+int csm_softcap_f32(ptrdiff_t n, const float *x, double cap, float *out);
+int csm_softcap_f64(ptrdiff_t n, const double *x, double cap, double *out);
 
 #ifdef __cplusplus
 }

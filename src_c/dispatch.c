@@ -1,8 +1,23 @@
 /*
- * dispatch.c -- choose the kernel table once: CPUID + XGETBV decide the best
- * ISA this CPU and OS support; the environment variable CSOFTMAX_ISA
- * (scalar | avx2 | avx512) may force a lower one.  The public csm_* entry
- * points jump through the chosen table.
+ * dispatch.c -- choose the kernel table once.
+ *
+ * Design
+ *   1. CPUID + XGETBV decide the best ISA this CPU and OS support (AVX2 needs
+ *      FMA and the YMM state; AVX-512 needs F, DQ, BW, VL and the ZMM and
+ *      opmask state).  The environment variable CSOFTMAX_ISA (scalar | avx2 |
+ *      avx512) may force a lower one; csm_isa_set() switches later.
+ *   2. The public csm_* entry points are generated from the kernel list
+ *      (CSM_KERNELS in csm_internal.h) and jump through the chosen table.
+ *   3. Test seam.  A build with CSM_TEST_SEAM (setup.py: CSOFTMAX_TEST_SEAM=1;
+ *      never a release wheel) can run the AVX-512 kernels on a CPU without
+ *      AVX-512: once a runner is installed (csm_seam_install, csm_seam.h),
+ *      AVX-512 counts as the best ISA, and its table is a table of wrappers
+ *      (seam_avx512.c) that hand each call -- the unmodified AVX-512 machine
+ *      code with its real arguments -- to the runner, which executes it on an
+ *      emulated CPU (tools/emu512/).  Nothing else differs, so the seam needs
+ *      no change when kernels are added or this file is refactored: the
+ *      wrappers come from the same kernel list.  In other builds the seam
+ *      functions exist but csm_seam_install refuses (CSM_ERR_ISA).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +53,37 @@ static csm_isa csm_detect(void)
 static csm_isa csm_detect(void) { return CSM_ISA_SCALAR; }
 #endif
 
+/* ---- test seam (Design 3) ---------------------------------------------------- */
+#if defined(CSM_TEST_SEAM) && defined(CSM_HAVE_X86_DISPATCH)
+extern const csm_table csm_table_avx512_seam;       /* seam_avx512.c */
+static csm_seam_runner csm_runner = NULL;
+int csm_seam_built(void) { return 1; }
+int csm_seam_active(void) { return csm_runner != NULL; }
+int csm_seam_run(void (*fn)(void *), void *arg) { return csm_runner ? csm_runner(fn, arg) : 1; }
+#else
+int csm_seam_built(void) { return 0; }
+int csm_seam_active(void) { return 0; }
+int csm_seam_run(void (*fn)(void *), void *arg) { (void)fn; (void)arg; return 1; }
+#endif
+
+int csm_seam_wanted(void)
+{
+    const char *e = getenv("CSOFTMAX_EMU_AVX512");
+    return csm_seam_built() && e && *e && strcmp(e, "0") != 0;
+}
+
+static csm_isa csm_detect_any(void)
+{
+    if (csm_seam_active()) return CSM_ISA_AVX512;
+    return csm_detect();
+}
+
 static const csm_table *csm_tables(csm_isa isa)
 {
 #if defined(CSM_HAVE_X86_DISPATCH)
+#  if defined(CSM_TEST_SEAM)
+    if (isa == CSM_ISA_AVX512 && csm_runner) return &csm_table_avx512_seam;
+#  endif
     if (isa == CSM_ISA_AVX512) return &csm_table_avx512;
     if (isa == CSM_ISA_AVX2) return &csm_table_avx2;
 #endif
@@ -49,14 +92,14 @@ static const csm_table *csm_tables(csm_isa isa)
 }
 
 /* Set once by csm_init (called from the module's import, under the GIL) and
- * changed only by csm_isa_set; kernels read the pointer. */
+ * changed only by csm_isa_set (and csm_seam_install); kernels read the pointer. */
 static const csm_table *csm_tbl = NULL;
 static csm_isa csm_best = CSM_ISA_SCALAR, csm_active = CSM_ISA_SCALAR;
 
 static void csm_init(void)
 {
     if (csm_tbl) return;
-    csm_best = csm_detect();
+    csm_best = csm_detect_any();
     csm_active = csm_best;
     const char *env = getenv("CSOFTMAX_ISA");
     if (env && *env) {
@@ -67,6 +110,20 @@ static void csm_init(void)
         if (want < csm_active) csm_active = want;   /* only downwards */
     }
     csm_tbl = csm_tables(csm_active);
+}
+
+int csm_seam_install(csm_seam_runner runner)
+{
+#if defined(CSM_TEST_SEAM) && defined(CSM_HAVE_X86_DISPATCH)
+    if (!runner) return CSM_ERR_ARG;
+    csm_runner = runner;
+    csm_tbl = NULL;          /* choose again, with AVX-512 now available */
+    csm_init();
+    return CSM_OK;
+#else
+    (void)runner;
+    return CSM_ERR_ISA;
+#endif
 }
 
 csm_isa csm_isa_best(void) { csm_init(); return csm_best; }
@@ -100,42 +157,6 @@ void csm_set_num_threads(int n) { (void)n; }
 #endif
 
 #define CSM_T_() (csm_init(), csm_tbl)
-
-int csm_logsumexp_f32(csm_shape sh, const float *x, csm_strides xs, float *lse, csm_strides ls)
-{ return CSM_T_()->logsumexp_f32(sh, x, xs, lse, ls); }
-int csm_logsumexp_f64(csm_shape sh, const double *x, csm_strides xs, double *lse, csm_strides ls)
-{ return CSM_T_()->logsumexp_f64(sh, x, xs, lse, ls); }
-int csm_logsumexp_b_f32(csm_shape sh, const float *x, csm_strides xs, const float *b, csm_strides bs,
-                        float *lse, csm_strides ls, float *sign, csm_strides ss)
-{ return CSM_T_()->logsumexp_b_f32(sh, x, xs, b, bs, lse, ls, sign, ss); }
-int csm_logsumexp_b_f64(csm_shape sh, const double *x, csm_strides xs, const double *b, csm_strides bs,
-                        double *lse, csm_strides ls, double *sign, csm_strides ss)
-{ return CSM_T_()->logsumexp_b_f64(sh, x, xs, b, bs, lse, ls, sign, ss); }
-int csm_softmax_f32(csm_shape sh, const float *x, csm_strides xs, float *y, csm_strides ys)
-{ return CSM_T_()->softmax_f32(sh, x, xs, y, ys); }
-int csm_softmax_f64(csm_shape sh, const double *x, csm_strides xs, double *y, csm_strides ys)
-{ return CSM_T_()->softmax_f64(sh, x, xs, y, ys); }
-int csm_log_softmax_f32(csm_shape sh, const float *x, csm_strides xs, float *y, csm_strides ys)
-{ return CSM_T_()->log_softmax_f32(sh, x, xs, y, ys); }
-int csm_log_softmax_f64(csm_shape sh, const double *x, csm_strides xs, double *y, csm_strides ys)
-{ return CSM_T_()->log_softmax_f64(sh, x, xs, y, ys); }
-int csm_xent_labels_f32(csm_shape sh, const float *z, csm_strides zs, const int64_t *label,
-                        csm_strides lbs, const csm_xent_opts *opt, double *loss, csm_strides ls,
-                        float *grad, csm_strides gs, csm_error *err)
-{ return CSM_T_()->xent_labels_f32(sh, z, zs, label, lbs, opt, loss, ls, grad, gs, err); }
-int csm_xent_labels_f64(csm_shape sh, const double *z, csm_strides zs, const int64_t *label,
-                        csm_strides lbs, const csm_xent_opts *opt, double *loss, csm_strides ls,
-                        double *grad, csm_strides gs, csm_error *err)
-{ return CSM_T_()->xent_labels_f64(sh, z, zs, label, lbs, opt, loss, ls, grad, gs, err); }
-int csm_xent_soft_f32(csm_shape sh, const float *z, csm_strides zs, const float *t, csm_strides ts,
-                      const csm_xent_opts *opt, double *loss, csm_strides ls, float *grad, csm_strides gs)
-{ return CSM_T_()->xent_soft_f32(sh, z, zs, t, ts, opt, loss, ls, grad, gs); }
-int csm_xent_soft_f64(csm_shape sh, const double *z, csm_strides zs, const double *t, csm_strides ts,
-                      const csm_xent_opts *opt, double *loss, csm_strides ls, double *grad, csm_strides gs)
-{ return CSM_T_()->xent_soft_f64(sh, z, zs, t, ts, opt, loss, ls, grad, gs); }
-void csm_exp_f32(ptrdiff_t n, const float *x, float *out) { CSM_T_()->exp_f32(n, x, out); }
-void csm_exp_f64(ptrdiff_t n, const double *x, double *out) { CSM_T_()->exp_f64(n, x, out); }
-void csm_softcap_f32(ptrdiff_t n, const float *x, double cap, float *out)
-{ CSM_T_()->softcap_f32(n, x, cap, out); }
-void csm_softcap_f64(ptrdiff_t n, const double *x, double cap, double *out)
-{ CSM_T_()->softcap_f64(n, x, cap, out); }
+#define CSM_ENTRY_(name, K, T) \
+    int csm_##name CSM_P_##K(T) { return CSM_T_()->name CSM_A_##K; }
+CSM_KERNELS(CSM_ENTRY_)

@@ -1083,7 +1083,7 @@ int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
             continue;
         }
         CSM_H(tspec) tp = {t + i0 * ts.s0 + i1 * ts.s1, ts.sc, (const T *)opt->class_weight,
-                           (T)(1.0 - eps), (T)(eps / (double)c)};
+                           (T)(1.0 - eps), (T)(eps / (double)c), NULL};
         CSM_H(xent_row)(z + i0 * zs.s0 + i1 * zs.s1, zs.sc, gr, gs.sc, c, -1, &tp, 0, capped,
                         opt, rs, rg, lr, opt->lse_out ? opt->lse_out + r : NULL,
                         (T *)csm_scratch_row(&scr));
@@ -1092,14 +1092,15 @@ int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
     return CSM_OK;
 }
 
-void CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
+int CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
 {
     ptrdiff_t i = 0;
     for (; i + VL <= n; i += VL) CSM_H(vstore)(out + i, 1, VEXP(CSM_H(vload)(x + i, 1)));
     if (i < n) CSM_H(vstore_part)(out + i, 1, n - i, VEXP(CSM_H(vload_part)(x + i, 1, n - i, 0)));
+    return CSM_OK;
 }
 
-void CSM_FN(csm_softcap)(ptrdiff_t n, const T *x, double cap, T *out)
+int CSM_FN(csm_softcap)(ptrdiff_t n, const T *x, double cap, T *out)
 {
     const T c = (T)cap, ic = (T)1 / c;
     ptrdiff_t i = 0;
@@ -1108,6 +1109,7 @@ void CSM_FN(csm_softcap)(ptrdiff_t n, const T *x, double cap, T *out)
     if (i < n)
         CSM_H(vstore_part)(out + i, 1, n - i,
                            CSM_H(vcap)(CSM_H(vload_part)(x + i, 1, n - i, 0), 1, c, ic));
+    return CSM_OK;
 }
 
 #undef T

@@ -15,17 +15,10 @@
 
 #define CSM_TBL_(isa) csm_table_##isa
 #define CSM_TBL(isa) CSM_TBL_(isa)
-#define CSM_E_(op, d, isa) op##_##d##_##isa
-#define CSM_E2(op, d, isa) CSM_E_(op, d, isa)
-#define CSM_E(op, d) CSM_E2(op, d, CSM_ISA)
+#define CSM_E_(name, isa) csm_##name##_##isa
+#define CSM_E(name, isa) CSM_E_(name, isa)
+#define CSM_TBL_INIT_(name, K, T) .name = CSM_E(name, CSM_ISA),
 
 const csm_table CSM_TBL(CSM_ISA) = {
-    CSM_E(csm_logsumexp, f32), CSM_E(csm_logsumexp, f64),
-    CSM_E(csm_logsumexp_b, f32), CSM_E(csm_logsumexp_b, f64),
-    CSM_E(csm_softmax, f32), CSM_E(csm_softmax, f64),
-    CSM_E(csm_log_softmax, f32), CSM_E(csm_log_softmax, f64),
-    CSM_E(csm_xent_labels, f32), CSM_E(csm_xent_labels, f64),
-    CSM_E(csm_xent_soft, f32), CSM_E(csm_xent_soft, f64),
-    CSM_E(csm_exp, f32), CSM_E(csm_exp, f64),
-    CSM_E(csm_softcap, f32), CSM_E(csm_softcap, f64),
+    CSM_KERNELS(CSM_TBL_INIT_)
 };

@@ -137,3 +137,19 @@ def test_every_available_isa_matches_reference(isa_config, tmp_path):
                          func="softmax", dtype=dtype, kind="elem",
                          ctx=c + " specials", record=False)
     assert "scalar" in results
+
+
+def test_test_seam_only_in_test_builds(isa_config):
+    """The dispatcher's test seam (src_c/dispatch.c, Design 3) refuses to install
+    a runner in a normal build; tools/avx512_emu.sh builds with it on purpose."""
+    import ctypes
+
+    import csoftmax._core as core
+    lib = ctypes.CDLL(core.__file__)
+    if lib.csm_seam_built():
+        assert isa_config["emulated"] == bool(lib.csm_seam_active())
+        pytest.skip("a CSOFTMAX_TEST_SEAM=1 build (the emulated AVX-512 run)")
+    assert not isa_config["emulated"]
+    lib.csm_seam_install.argtypes = [ctypes.c_void_p]
+    assert lib.csm_seam_install(None) == 3          # CSM_ERR_ISA: nothing changes
+    assert not lib.csm_seam_active()
