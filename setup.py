@@ -137,8 +137,8 @@ def _extensions():
         "csoftmax._core",
         sources=["csoftmax/_core.pyx"] + C_SOURCES,
         include_dirs=["src_c"],
-        depends=["src_c/csoftmax.h", "src_c/csm_internal.h", "src_c/csm_vec.h", "src_c/csm_seam.h",
-                 "src_c/kernels_impl.h", "src_c/kernels_table.h"],
+        depends=[os.path.join("src_c", f) for f in sorted(os.listdir("src_c"))
+                 if f.endswith(".h")],
     )
     return cythonize([ext], compiler_directives={"language_level": "3"})
 

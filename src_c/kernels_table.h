@@ -2,6 +2,7 @@
  * current ISA (CSM_ISA) and defines that ISA's function table.  Included by
  * each kernels_<isa>.c inside its target region. */
 #include "csm_vec.h"
+#include "csm_exp.h"
 
 #define CSM_T float
 #define CSM_SFX f32

@@ -1,0 +1,398 @@
+/*
+ * kernels_chunks.h -- the chunked online pass over one row (kernels_impl.h,
+ * Design 3 and 4), shared by every family that walks a row at a time:
+ * per-chunk max / exp-sum / gradient / rescale helpers, the weighted-target
+ * description of the cross-entropy, the row state (rowst) and row_pass.
+ */
+
+/* ---- chunk helpers ------------------------------------------------------- */
+
+/* Max over len elements ignoring NaN; -inf if there is none. */
+CSM_INLINE T CSM_H(seg_max)(const T *x, ptrdiff_t xs, ptrdiff_t len)
+{
+    const T ninf = -(T)INFINITY;
+    V a0 = VSPLAT(ninf), a1 = a0;
+    ptrdiff_t i = 0;
+    for (; i + 2 * VL <= len; i += 2 * VL) {
+        a0 = VMAX(CSM_H(vload)(x + i * xs, xs), a0);
+        a1 = VMAX(CSM_H(vload)(x + (i + VL) * xs, xs), a1);
+    }
+    for (; i + VL <= len; i += VL) a0 = VMAX(CSM_H(vload)(x + i * xs, xs), a0);
+    if (i < len) a0 = VMAX(CSM_H(vload_part)(x + i * xs, xs, len - i, ninf), a0);
+    a0 = VMAX(a1, a0);
+    T m = ninf;
+    for (int j = 0; j < VL; j++) m = CSM_LANE(a0, j) > m ? CSM_LANE(a0, j) : m;
+    return m;
+}
+
+/*
+ * Target description for the weighted sums of the cross-entropy:
+ *   t_k = (q ? q_k * qa + qb : 1) * (w ? w_k : 1)
+ * q: soft targets (stride qs), w: class weights (contiguous).
+ */
+typedef struct {
+    const T *q;
+    ptrdiff_t qs;
+    const T *w;
+    T qa, qb;
+    const double *tsum_c;   /* without q: sum of t over each chunk (the same for every row) */
+} CSM_H(tspec);
+
+/* t for VL elements starting at element k (n < VL: a padded partial load).
+ * hq / hw: literal "tp.q / tp.w is set", so that each case gets a loop
+ * without branches.  tp is taken by value: the callers' loops store T values,
+ * which could alias a struct in memory (qa, qb are T), and GCC would then
+ * reload and re-splat the fields on every vector. */
+CSM_INLINE V CSM_H(tload)(const CSM_H(tspec) tp, ptrdiff_t k, ptrdiff_t n, const int hq,
+                           const int hw)
+{
+    V w = VSPLAT(1);
+    if (hw) w = n == VL ? CSM_H(vload)(tp.w + k, 1) : CSM_H(vload_part)(tp.w + k, 1, n, 0);
+    if (!hq) return w;
+    V q = n == VL ? CSM_H(vload)(tp.q + k * tp.qs, tp.qs)
+                  : CSM_H(vload_part)(tp.q + k * tp.qs, tp.qs, n, 0);
+    V t = q * VSPLAT(tp.qa) + VSPLAT(tp.qb);
+    return hw ? t * w : t;
+}
+
+/* Calls F(hq, hw) with the literal flags of tspec tl. */
+#define CSM_TSPEC_CASES(tl, F)                     \
+    do {                                           \
+        if ((tl).q) {                              \
+            if ((tl).w) { F(1, 1) } else { F(1, 0) } \
+        } else {                                   \
+            if ((tl).w) { F(0, 1) } else { F(0, 0) } \
+        }                                          \
+    } while (0)
+
+/* Soft-capped logits c * tanh(v / c), or v itself. */
+CSM_INLINE V CSM_H(vcap)(V v, const int capped, T cap, T icap)
+{
+    return capped ? VCTANH(v, VSPLAT(cap), VSPLAT(icap)) : v;
+}
+
+/*
+ * Chunk pass 2 over len elements: e = exp(x - sh); elements with x == m are
+ * counted (*cnt) and left out of the sum (*sum).  With store, y receives e
+ * (y may be x: every vector is read before it is written).  bnd: every
+ * x - sh is known to be in VEXPB's range.  With soft, the cross-entropy's
+ * weighted sums *tz = sum t (x - sh) and, with soft targets (tp->q),
+ * *tsum = sum t; t from tp, offset by the caller's tk0 (the chunk start).
+ * The exp's sum uses two interleaved accumulators, the count (exact) and the
+ * weighted sums one each, so that all stay in the 16 registers of AVX2.  The
+ * tail is one padded vector masked out of every sum.
+ */
+CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
+                                   ptrdiff_t len, T sh, T m, const int store, const int bnd,
+                                   const int soft, const CSM_H(tspec) *tp, ptrdiff_t tk0,
+                                   double *sum, double *cnt, double *tsum, double *tz)
+{
+    const V vsh = VSPLAT(sh), vm = VSPLAT(m), zero = VSPLAT(0);
+    const CSM_H(tspec) tl = soft ? *tp : (CSM_H(tspec)){0};
+    V acc0 = zero, acc1 = zero, nm = zero, ta = zero, tza = zero;
+    ptrdiff_t i = 0;
+#define CSM_EXPSUM_STEP(k, A, HQ, HW)                                        \
+    do {                                                                     \
+        /* short live ranges (the sums of d and the count before the exp): \
+         * the unweighted smoothing case spilled x to the stack otherwise */ \
+        V v_ = CSM_H(vload)(x + (k) * xs, xs);                               \
+        V d_ = v_ - vsh;                                                     \
+        V is_ = VIS1(v_, vm);                                                \
+        nm += is_;                                                           \
+        if (soft && !(HQ) && !(HW)) {                                        \
+            tza += d_;                      /* t == 1 */                     \
+        } else if (soft) {                                                   \
+            V tv_ = CSM_H(tload)(tl, tk0 + (k), VL, HQ, HW);                 \
+            if (HQ) ta += tv_;                                               \
+            tza = VMADD(tv_, d_, tza);                                       \
+        }                                                                    \
+        V e_ = bnd ? VEXPB(d_) : VEXP(d_);                                   \
+        A += e_ - is_;                                                       \
+        if (store) CSM_H(vstore)(y + (k) * ys, ys, e_);                      \
+    } while (0)
+#define CSM_EXPSUM_LOOP(HQ, HW)                                              \
+    for (; i + 2 * VL <= len; i += 2 * VL) {                                 \
+        CSM_EXPSUM_STEP(i, acc0, HQ, HW);                                    \
+        CSM_EXPSUM_STEP(i + VL, acc1, HQ, HW);                               \
+    }
+    if (soft) CSM_TSPEC_CASES(tl, CSM_EXPSUM_LOOP);
+    else { CSM_EXPSUM_LOOP(0, 0) }
+#undef CSM_EXPSUM_LOOP
+#undef CSM_EXPSUM_STEP
+    for (; i < len; i += VL) {
+        const ptrdiff_t n = len - i < VL ? len - i : VL;
+        V v = n == VL ? CSM_H(vload)(x + i * xs, xs) : CSM_H(vload_part)(x + i * xs, xs, n, m);
+        V d = v - vsh;
+        V e = bnd ? VEXPB(d) : VEXP(d);
+        V is = VIS1(v, vm);
+        acc0 += CSM_H(vkeep)(e - is, n);
+        nm += CSM_H(vkeep)(is, n);
+        if (soft) {
+            V tv = CSM_H(vkeep)(CSM_H(tload)(tl, tk0 + i, n, tl.q != NULL, tl.w != NULL), n);
+            ta += tv;
+            tza = VMADD(tv, d, tza);
+        }
+        if (store) {
+            if (n == VL) CSM_H(vstore)(y + i * ys, ys, e);
+            else CSM_H(vstore_part)(y + i * ys, ys, n, e);
+        }
+    }
+    *sum = CSM_H(vsum)(acc0) + CSM_H(vsum)(acc1);
+    *cnt = CSM_H(vsum)(nm);
+    if (soft) {
+        *tsum = CSM_H(vsum)(ta);
+        *tz = CSM_H(vsum)(tza);
+    }
+}
+
+/*
+ * Soft-capping, chunk pass 1: v[k] = c tanh(x[k] / c) into v (contiguous),
+ * returns the max of v ignoring NaN (-inf if none).  The tanh runs here, on
+ * data arriving from memory, where the max pass of an uncapped row leaves the
+ * vector units idle; the exp pass then reads v from cache.
+ */
+CSM_INLINE T CSM_H(seg_cap_max)(const T *x, ptrdiff_t xs, T *v, ptrdiff_t len, T cap, T icap)
+{
+    const T ninf = -(T)INFINITY;
+    V a0 = VSPLAT(ninf);     /* one accumulator: a second one spilled to the stack */
+    ptrdiff_t i = 0;
+    for (; i + VL <= len; i += VL) {
+        V v0 = CSM_H(vcap)(CSM_H(vload)(x + i * xs, xs), 1, cap, icap);
+        CSM_H(vstore)(v + i, 1, v0);
+        a0 = VMAX(v0, a0);
+    }
+    if (i < len) {
+        /* NaN padding: ignored by the max */
+        V v0 = CSM_H(vcap)(CSM_H(vload_part)(x + i * xs, xs, len - i, (T)NAN), 1, cap, icap);
+        CSM_H(vstore_part)(v + i, 1, len - i, v0);
+        a0 = VMAX(v0, a0);
+    }
+    T m = ninf;
+    for (int j = 0; j < VL; j++) m = CSM_LANE(a0, j) > m ? CSM_LANE(a0, j) : m;
+    return m;
+}
+
+/*
+ * Gradient pass over len elements of g (holding e):
+ *   r = g * fa - t * kb                  (t term only if soft)
+ *   g = capped ? r * (1 - (x' / cap)^2) : r      (x' from vb, contiguous)
+ */
+CSM_INLINE void CSM_H(seg_grad)(T *g, ptrdiff_t gs, ptrdiff_t len, T fa, const int soft,
+                                 const CSM_H(tspec) *tp, ptrdiff_t tk0, T kb,
+                                 const int capped, const T *vb, T icap)
+{
+    const V vfa = VSPLAT(fa), vnkb = VSPLAT(-kb), vic = VSPLAT(icap), one = VSPLAT(1);
+    const CSM_H(tspec) tl = soft ? *tp : (CSM_H(tspec)){0};
+    ptrdiff_t i = 0;
+#define CSM_GRAD_V(sv, k, n, HQ, HW)                                         \
+    do {                                                                     \
+        sv = sv * vfa;                                                       \
+        if (soft) sv = VMADD(CSM_H(tload)(tl, tk0 + (k), n, HQ, HW), vnkb, sv); \
+        if (capped) {                                                        \
+            V u_ = ((n) == VL ? CSM_H(vload)(vb + (k), 1)                    \
+                              : CSM_H(vload_part)(vb + (k), 1, n, 0)) * vic; \
+            sv = sv * VMADD(-u_, u_, one);                                   \
+        }                                                                    \
+    } while (0)
+#define CSM_GRAD_LOOP(HQ, HW)                                                \
+    for (; i + VL <= len; i += VL) {                                         \
+        V sv = CSM_H(vload)(g + i * gs, gs);                                 \
+        CSM_GRAD_V(sv, i, VL, HQ, HW);                                       \
+        CSM_H(vstore)(g + i * gs, gs, sv);                                   \
+    }                                                                        \
+    if (i < len) {                                                           \
+        const ptrdiff_t n = len - i;                                         \
+        V sv = CSM_H(vload_part)(g + i * gs, gs, n, 0);                      \
+        CSM_GRAD_V(sv, i, n, HQ, HW);                                        \
+        CSM_H(vstore_part)(g + i * gs, gs, n, sv);                           \
+    }
+    if (soft) CSM_TSPEC_CASES(tl, CSM_GRAD_LOOP);
+    else { CSM_GRAD_LOOP(0, 0) }
+#undef CSM_GRAD_LOOP
+#undef CSM_GRAD_V
+}
+
+/* y[k] *= f for len elements. */
+CSM_INLINE void CSM_H(seg_scale)(T *y, ptrdiff_t ys, ptrdiff_t len, T f)
+{
+    const V vf = VSPLAT(f);
+    ptrdiff_t i = 0;
+    for (; i + VL <= len; i += VL)
+        CSM_H(vstore)(y + i * ys, ys, CSM_H(vload)(y + i * ys, ys) * vf);
+    if (i < len)
+        CSM_H(vstore_part)(y + i * ys, ys, len - i,
+                           CSM_H(vload_part)(y + i * ys, ys, len - i, 0) * vf);
+}
+
+/* y[k] = (x[k] - M) - L, evaluated in double and rounded once to T. */
+#if CSM_IS_F32
+#  define CSM_LOGSM_V(v, M, L) CSM_NARROW_f32((CSM_WIDEN_f32(v) - (M)) - (L))
+#else
+#  define CSM_LOGSM_V(v, M, L) (((v) - (M)) - (L))
+#endif
+CSM_INLINE void CSM_H(seg_logsm)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
+                                  ptrdiff_t len, double M, double L)
+{
+    ptrdiff_t i = 0;
+    for (; i + VL <= len; i += VL) {
+        V v = CSM_H(vload)(x + i * xs, xs);
+        CSM_H(vstore)(y + i * ys, ys, CSM_LOGSM_V(v, M, L));
+    }
+    if (i < len) {
+        V v = CSM_H(vload_part)(x + i * xs, xs, len - i, 0);
+        CSM_H(vstore_part)(y + i * ys, ys, len - i, CSM_LOGSM_V(v, M, L));
+    }
+}
+#undef CSM_LOGSM_V
+
+CSM_INLINE void CSM_H(seg_fill)(T *y, ptrdiff_t ys, ptrdiff_t len, T v)
+{
+    for (ptrdiff_t i = 0; i < len; i++) y[i * ys] = v;
+}
+
+/* ---- the online row pass ------------------------------------------------- */
+
+typedef struct {
+    double M;           /* row max of x' (ignoring NaN) */
+    double cnt;         /* number of elements equal to M */
+    double s;           /* sum over the others of exp(x' - M) */
+    double tsum;        /* soft: sum of t */
+    double tdot;        /* soft: sum_k t_k (M - x'_k) */
+    int special;        /* 1: max is +inf (pass stopped early) or -inf */
+    int pinf;           /* max is +inf */
+    ptrdiff_t K;        /* chunk length */
+    ptrdiff_t nch;      /* chunks processed */
+    T cm[CSM_MAXCH];    /* per-chunk max; -inf for an all -inf/NaN chunk */
+} CSM_H(rowst);
+
+/*
+ * One pass over a row (see Design 3).  With store, y receives exp(x' - sh_c)
+ * per chunk (to be rescaled by exp(cm[c] - M) / (cnt + s)).  Soft-capped
+ * (capped, vb required): vb receives the capped row x' (contiguous, c
+ * elements), from which the exp pass, the weighted sums and later the
+ * gradient's chain rule read.  The chunks are independent (shared among
+ * threads for a long row, see CSM_CHUNK_LOOP); their partial sums are then
+ * combined in chunk order.  A chunk whose max is +inf is not stored (st->cm
+ * tells which).
+ */
+/* seg_expsum over the chunk's src (stride S), into yc (stride YS), bnd B */
+#define CSM_ES(S, YS, B) CSM_H(seg_expsum)(src, S, yc, YS, len, sh, m, store, B, \
+                                           soft, tp, k0, &cs, &cc, &tsv, &tzv)
+CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
+                                 const int store, const int soft, const CSM_H(tspec) *tp,
+                                 const int capped, T cap, T *vb, CSM_H(rowst) *st)
+{
+    const ptrdiff_t K = csm_chunk_len(c);
+    const ptrdiff_t nch = c > 0 ? (c + K - 1) / K : 0;
+    const T icap = capped ? (T)1 / cap : (T)0;
+    const int bnd = capped && (double)cap <= CSM_EXPB_MAXCAP;
+    double cs_c[CSM_MAXCH], cc_c[CSM_MAXCH], ts_c[CSM_MAXCH], tz_c[CSM_MAXCH], sh_c[CSM_MAXCH];
+    T *cm = st->cm;
+    CSM_CHUNK_LOOP(c, nch, q,
+        const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
+        const T *xc = x + k0 * xs;
+        T *yc = store ? y + k0 * ys : NULL;
+        /* the chunk's (capped) values: src at stride ss */
+        const T *src = xc;
+        ptrdiff_t ss = xs;
+        T m;
+        if (capped) {
+            src = vb + k0;
+            ss = 1;
+            m = xs == 1 ? CSM_H(seg_cap_max)(xc, 1, vb + k0, len, cap, icap)
+                        : CSM_H(seg_cap_max)(xc, xs, vb + k0, len, cap, icap);
+        } else {
+            m = xs == 1 ? CSM_H(seg_max)(xc, 1, len) : CSM_H(seg_max)(xc, xs, len);
+        }
+        cm[q] = m;
+        if (m == (T)INFINITY) continue;
+        T sh = m == -(T)INFINITY ? (T)0 : m;
+        double cs, cc, tsv = 0.0, tzv = 0.0;
+        if (ss == 1 && (!store || ys == 1)) {
+            if (bnd) CSM_ES(1, 1, 1);
+            else CSM_ES(1, 1, 0);
+        } else {
+            CSM_ES(ss, ys, bnd);
+        }
+        if (m == -(T)INFINITY) {   /* nothing to add but a NaN, if any */
+            cs = cs + cc;
+            cc = 0.0;
+        }
+        cs_c[q] = cs;
+        cc_c[q] = cc;
+        sh_c[q] = (double)sh;
+        ts_c[q] = soft && !tp->q ? tp->tsum_c[q] : tsv;
+        tz_c[q] = tzv;
+    )
+    double M = -INFINITY, cnt = 0.0, s = 0.0;
+    st->special = 0;
+    st->pinf = 0;
+    st->K = K;
+    st->nch = nch;
+    st->tsum = 0.0;
+    st->tdot = 0.0;
+    for (ptrdiff_t q = 0; q < nch; q++) {
+        if (cm[q] == (T)INFINITY) {
+            st->special = 1;
+            st->pinf = 1;
+            return;
+        }
+    }
+    for (ptrdiff_t q = 0; q < nch; q++) {
+        const double md = (double)cm[q], cs = cs_c[q], cc = cc_c[q];
+        if (q == 0) {
+            s = cs;
+            cnt = cc;
+            M = md;
+        } else if (md > M) {
+            s = cs + (cnt + s) * exp(M - md);
+            cnt = cc;
+            M = md;
+        } else if (md == M) {
+            cnt += cc;
+            s += cs;
+        } else {
+            s += (cc + cs) * exp(md - M);
+        }
+    }
+    st->M = M;
+    st->cnt = cnt;
+    st->s = s;
+    if (!(M > -INFINITY)) st->special = 1;
+    if (soft && !st->special) {
+        double tsum = 0.0, tdot = 0.0;
+        for (ptrdiff_t q = 0; q < nch; q++) {
+            tsum += ts_c[q];
+            tdot += ts_c[q] * (M - sh_c[q]) - tz_c[q];
+        }
+        st->tsum = tsum;
+        st->tdot = tdot;
+    }
+}
+
+#undef CSM_ES
+
+/* row_pass with store / soft / capped as compile-time constants: each
+ * combination gets its own branch-free inner loops. */
+static void CSM_H(row_pass_any)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
+                                int store, int soft, const CSM_H(tspec) *tp, int capped,
+                                T cap, T *vb, CSM_H(rowst) *st)
+{
+#define CSM_RP(S, F, C) CSM_H(row_pass)(x, xs, y, ys, c, S, F, tp, C, cap, vb, st)
+    if (store) {
+        if (soft) { if (capped) CSM_RP(1, 1, 1); else CSM_RP(1, 1, 0); }
+        else { if (capped) CSM_RP(1, 0, 1); else CSM_RP(1, 0, 0); }
+    } else {
+        if (soft) { if (capped) CSM_RP(0, 1, 1); else CSM_RP(0, 1, 0); }
+        else { if (capped) CSM_RP(0, 0, 1); else CSM_RP(0, 0, 0); }
+    }
+#undef CSM_RP
+}
+
+/* Slow-path scan: does the row hold a NaN? */
+static int CSM_H(row_has_nan)(const T *x, ptrdiff_t xs, ptrdiff_t c)
+{
+    for (ptrdiff_t k = 0; k < c; k++)
+        if (x[k * xs] != x[k * xs]) return 1;
+    return 0;
+}

@@ -1,0 +1,468 @@
+/*
+ * kernels_rows.h -- the row family: the public kernels (csm_<op>_<dtype>_<isa>)
+ * over rows walked one at a time with the chunked pass (kernels_chunks.h),
+ * and short contiguous rows several per vector (kernels_tiles.h).
+ */
+
+/* ---- logsumexp -------------------------------------------------------------- */
+
+/* log-sum-exp of one row through the chunked pass. */
+static double CSM_H(lse_row)(const T *xr, ptrdiff_t xsc, ptrdiff_t c)
+{
+    if (c == 0) return -INFINITY;
+    CSM_H(rowst) st;
+    CSM_H(row_pass)(xr, xsc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, &st);
+    if (st.special) {
+        if (CSM_H(row_has_nan)(xr, xsc, c)) return NAN;
+        return st.pinf ? INFINITY : -INFINITY;
+    }
+    return st.M + log1p((st.cnt - 1.0) + st.s);
+}
+
+int CSM_FN(csm_logsumexp)(csm_shape sh, const T *x, csm_strides xs, T *lse, csm_strides ls)
+{
+    if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    ptrdiff_t done = 0;
+#if CSM_TILES
+    if (c >= 1 && c <= CSM_TILE_MAXC && xs.sc == 1 && nrows >= VL) {
+        const ptrdiff_t ntiles = nrows / VL;
+        CSM_PARALLEL_FOR(ntiles, nrows * c)
+        for (ptrdiff_t tI = 0; tI < ntiles; tI++) {
+            const T *p[VL];
+            const ptrdiff_t r0 = tI * VL;
+            CSM_H(tile_rows)(x, sh, xs, r0, p);
+            V M;
+            D acc, cnt;
+            if (CSM_H(tile_core)(p, c, NULL, &M, &acc, &cnt)) {
+                D out = CSM_WIDEN_T(M) + CSM_H(dlog1p)((cnt - 1.0) + acc);
+                for (int j = 0; j < VL; j++) {
+                    CSM_ROW_INDEX(r0 + j, sh, i0, i1);
+                    lse[i0 * ls.s0 + i1 * ls.s1] = (T)out[j];
+                }
+            } else {
+                for (int j = 0; j < VL; j++) {
+                    CSM_ROW_INDEX(r0 + j, sh, i0, i1);
+                    lse[i0 * ls.s0 + i1 * ls.s1] = (T)CSM_H(lse_row)(p[j], 1, c);
+                }
+            }
+        }
+        done = ntiles * VL;
+    }
+#endif
+    CSM_ROWS_FOR(nrows - done, c)
+    for (ptrdiff_t r = done; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
+        lse[i0 * ls.s0 + i1 * ls.s1] = (T)CSM_H(lse_row)(xr, xs.sc, c);
+    }
+    return CSM_OK;
+}
+
+/*
+ * Weighted log-sum-exp, SciPy's algorithm in double (not a hot path):
+ * a' = a where b != 0 else -inf; M = max a' (NaN if any a' is NaN);
+ * m = sum of b at a' == M; s = sum of b exp(a' - M) elsewhere, divided by m;
+ * result log1p(s) + log|m| + M with sign(1 + s) * sign(m); if that is not
+ * finite, the direct log|sum b exp(a)|.
+ */
+int CSM_FN(csm_logsumexp_b)(csm_shape sh, const T *x, csm_strides xs, const T *b, csm_strides bs,
+                            T *lse, csm_strides ls, T *sign, csm_strides ss)
+{
+    if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    CSM_PARALLEL_FOR(nrows, nrows * c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
+        const T *br = b + i0 * bs.s0 + i1 * bs.s1;
+        double M = -INFINITY;
+        int nan = 0;
+        for (ptrdiff_t k = 0; k < c; k++) {
+            double bk = (double)br[k * bs.sc], ak = (double)xr[k * xs.sc];
+            if (bk == 0.0) continue;
+            if (ak != ak) nan = 1;
+            else if (ak > M) M = ak;
+        }
+        double out, sg;
+        double m = 0.0, s = 0.0;
+        if (!nan && c > 0) {
+            for (ptrdiff_t k = 0; k < c; k++) {
+                double bk = (double)br[k * bs.sc], ak = (double)xr[k * xs.sc];
+                if (bk == 0.0) continue;
+                if (ak == M) m += bk;
+                else s += bk * exp(ak - M);
+            }
+            if (s != 0.0) s = s / m;
+            sg = (s + 1.0 > 0 ? 1.0 : (s + 1.0 < 0 ? -1.0 : (s + 1.0 == 0 ? 0.0 : NAN)))
+               * (m > 0 ? 1.0 : (m < 0 ? -1.0 : (m == 0 ? 0.0 : NAN)));
+            if (s < -1.0) s = -s - 2.0;
+            out = log1p(s) + log(fabs(m)) + M;
+        } else {
+            out = NAN;
+            sg = NAN;
+        }
+        if (!sign && sg < 0) out = NAN;
+        if (!isfinite(out)) {
+            double d = 0.0;
+            for (ptrdiff_t k = 0; k < c; k++)
+                d += (double)br[k * bs.sc] * exp((double)xr[k * xs.sc]);
+            sg = d > 0 ? 1.0 : (d < 0 ? -1.0 : (d == 0 ? 0.0 : NAN));
+            out = log(sign ? fabs(d) : d);
+        }
+        lse[i0 * ls.s0 + i1 * ls.s1] = (T)out;
+        if (sign) sign[i0 * ss.s0 + i1 * ss.s1] = (T)sg;
+    }
+    return CSM_OK;
+}
+
+/* ---- softmax / log_softmax --------------------------------------------------- */
+
+int CSM_FN(csm_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_strides ys)
+{
+    if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    if (c == 0) return CSM_OK;
+    CSM_ROWS_FOR(nrows, c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
+        T *yr = y + i0 * ys.s0 + i1 * ys.s1;
+        CSM_H(rowst) st;
+        CSM_H(row_pass)(xr, xs.sc, yr, ys.sc, c, 1, 0, NULL, 0, 0, NULL, &st);
+        if (st.special) {
+            CSM_H(seg_fill)(yr, ys.sc, c, (T)NAN);
+            continue;
+        }
+        double inv = 1.0 / (st.cnt + st.s);
+        CSM_CHUNK_LOOP(c, st.nch, q,
+            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+            T f = (T)(csm_expdiff((double)st.cm[q], st.M) * inv);
+            if (ys.sc == 1) CSM_H(seg_scale)(yr + k0, 1, len, f);
+            else CSM_H(seg_scale)(yr + k0 * ys.sc, ys.sc, len, f);
+        )
+    }
+    return CSM_OK;
+}
+
+int CSM_FN(csm_log_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_strides ys)
+{
+    if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    if (c == 0) return CSM_OK;
+    CSM_ROWS_FOR(nrows, c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
+        T *yr = y + i0 * ys.s0 + i1 * ys.s1;
+        CSM_H(rowst) st;
+        CSM_H(row_pass)(xr, xs.sc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, &st);
+        if (st.special) {
+            /* SciPy: shift 0; tmp - log(sum(exp(tmp))).  With the max -inf every
+             * entry is -inf - (-inf) or NaN; with +inf the sum is +inf, giving
+             * NaN at +inf entries and -inf elsewhere; any NaN makes all NaN. */
+            int nan = CSM_H(row_has_nan)(xr, xs.sc, c);
+            for (ptrdiff_t k = 0; k < c; k++) {
+                T v = xr[k * xs.sc];
+                yr[k * ys.sc] = (nan || !st.pinf || v == (T)INFINITY) ? (T)NAN : -(T)INFINITY;
+            }
+            continue;
+        }
+        double L = log1p((st.cnt - 1.0) + st.s);
+        CSM_CHUNK_LOOP(c, st.nch, q,
+            ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+            if (xs.sc == 1 && ys.sc == 1) CSM_H(seg_logsm)(xr + k0, 1, yr + k0, 1, len, st.M, L);
+            else CSM_H(seg_logsm)(xr + k0 * xs.sc, xs.sc, yr + k0 * ys.sc, ys.sc, len, st.M, L);
+        )
+    }
+    return CSM_OK;
+}
+
+/* ---- cross-entropy ------------------------------------------------------------- */
+
+/*
+ * One cross-entropy row, labels (tgt >= 0) or soft targets (tp->q != NULL).
+ * Writes *lr (loss), lse_out[r] if wanted, and the gradient row if gr.
+ */
+CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc,
+                                 ptrdiff_t c, ptrdiff_t tgt, const CSM_H(tspec) *tp,
+                                 const int smooth, const int capped, const csm_xent_opts *opt,
+                                 double rscale, double gscale, double *lr, double *lse_out,
+                                 T *vb)
+{
+    const T cap = capped ? (T)opt->softcap : (T)0;
+    const T icap = capped ? (T)1 / cap : (T)0;
+    const int labels = tgt >= 0;
+    const int soft = !labels || smooth;     /* needs the weighted sums */
+    const double eps = opt->label_smoothing, alpha = opt->z_loss;
+    const T *w = (const T *)opt->class_weight;
+    /* z'_T, read before gr may overwrite it */
+    double zt = 0.0, wt = 1.0;
+    if (labels) {
+        V vt = CSM_H(vload_part)(zr + tgt * zsc, 1, 1, 0);
+        zt = (double)CSM_LANE(CSM_H(vcap)(vt, capped, cap, icap), 0);
+        wt = w ? (double)w[tgt] : 1.0;
+    }
+    CSM_H(rowst) st;
+    CSM_H(row_pass_any)(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft, tp, capped, cap, vb,
+                        &st);
+    if (st.special) {
+        /* -log_softmax[T] with SciPy/PyTorch special values (only without
+         * soft-capping, which maps every infinity to a finite value) */
+        int nan = CSM_H(row_has_nan)(zr, zsc, c);
+        if (gr) {
+            /* chunks stored hold exp(z - m): a NaN of z survives there
+             * (needed when gr is z); a chunk with max +inf was not stored, and
+             * gr there is not ours to read */
+            for (ptrdiff_t q = 0; q < st.nch && !nan; q++) {
+                ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+                if (st.cm[q] != (T)INFINITY) nan = CSM_H(row_has_nan)(gr + k0 * gsc, gsc, len);
+            }
+            CSM_H(seg_fill)(gr, gsc, c, (T)NAN);
+        }
+        if (labels && !smooth)
+            *lr = (nan || !st.pinf || zt == INFINITY) ? NAN : INFINITY;
+        else
+            *lr = NAN;
+        *lr *= rscale;
+        if (lse_out) *lse_out = nan ? NAN : (st.pinf ? INFINITY : -INFINITY);
+        return;
+    }
+    const double stot = st.cnt + st.s;
+    const double L = log1p((st.cnt - 1.0) + st.s);
+    const double lse = st.M + L;
+    if (lse_out) *lse_out = lse;
+    double loss, A, kb;
+    if (labels) {
+        const double W = opt->class_weight_sum;
+        loss = (1.0 - eps) * wt * ((st.M - zt) + L);
+        if (smooth) loss += eps / (double)c * (st.tdot + W * L);
+        A = (1.0 - eps) * wt + (smooth ? eps / (double)c * W : 0.0);
+        kb = smooth ? eps / (double)c : 0.0;
+    } else {
+        loss = st.tdot + st.tsum * L;
+        A = st.tsum;
+        kb = 1.0;
+    }
+    if (alpha != 0.0) {
+        loss += alpha * lse * lse;
+        A += 2.0 * alpha * lse;
+    }
+    *lr = rscale * loss;
+    if (!gr) return;
+    const double g0 = opt->grad_scale * gscale;
+    const T tkb = (T)(g0 * kb);
+    /* literal flags: one branch-free loop per case */
+#define CSM_SG(G, GS, LEN, FA, SOFT, K0, CAP) \
+    CSM_H(seg_grad)(G, GS, LEN, FA, SOFT, tp, K0, tkb, CAP, (CAP) ? vb + (K0) : NULL, icap)
+    CSM_CHUNK_LOOP(c, st.nch, q,
+        ptrdiff_t k0 = q * st.K, len = c - k0 < st.K ? c - k0 : st.K;
+        T fa = (T)(csm_expdiff((double)st.cm[q], st.M) * (g0 * A / stot));
+        if (gsc == 1) {
+            if (capped) { if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 1);
+                          else CSM_SG(gr + k0, 1, len, fa, 0, k0, 1); }
+            else { if (soft) CSM_SG(gr + k0, 1, len, fa, 1, k0, 0);
+                   else CSM_SG(gr + k0, 1, len, fa, 0, k0, 0); }
+        } else {
+            CSM_SG(gr + k0 * gsc, gsc, len, fa, soft, k0, capped);
+        }
+    )
+#undef CSM_SG
+    if (labels) {
+        /* g_T = g0 [A (y_T - 1) + A - (1-e) w_T - (e/C) w_T] * chain, with
+         * y_T - 1 = (e_T - stot) / stot formed without cancellation */
+        double num = zt == st.M ? -((st.cnt - 1.0) + st.s) : exp(zt - st.M) - stot;
+        double gt = A * (num / stot) + (A - (1.0 - eps) * wt - kb * wt);
+        if (capped) {
+            double u = zt / (double)cap;
+            gt *= 1.0 - u * u;
+        }
+        gr[tgt * gsc] = (T)(g0 * gt);
+    }
+}
+
+int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
+                            const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
+                            double *loss, csm_strides ls, T *grad, csm_strides gs,
+                            csm_error *err)
+{
+    if (CSM_H(bad_shape)(sh) || !opt) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    const int use_ig = opt->use_ignore;
+    const int64_t ig = opt->ignore_index;
+    /* Validate every label before anything is written. */
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        int64_t lab = label[i0 * lbs.s0 + i1 * lbs.s1];
+        if (use_ig && lab == ig) continue;
+        if (lab < 0 || lab >= (int64_t)c) {
+            if (err) { err->row = r; err->value = lab; }
+            return CSM_ERR_LABEL;
+        }
+    }
+    const int smooth = opt->label_smoothing != 0.0;
+    const int capped = opt->softcap > 0.0;
+    CSM_H(tspec) tp = {NULL, 0, (const T *)opt->class_weight, 0, 1, NULL};
+    /* the smoothing's per-chunk sums of t = w, once for every row */
+    double tsum_c[CSM_MAXCH];
+    if (smooth && c > 0) {
+        const ptrdiff_t K = csm_chunk_len(c), nch = (c + K - 1) / K;
+        for (ptrdiff_t q = 0; q < nch; q++) {
+            const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
+            double sw = 0.0;
+            for (ptrdiff_t k = 0; k < len; k++) sw += tp.w ? (double)tp.w[k0 + k] : 1.0;
+            tsum_c[q] = sw;
+        }
+        tp.tsum_c = tsum_c;
+    }
+    ptrdiff_t done = 0;
+#if CSM_TILES
+    if (c >= 1 && c <= CSM_TILE_MAXC && zs.sc == 1 && (!grad || gs.sc == 1) && nrows >= VL &&
+        !smooth && !capped && !opt->class_weight && opt->z_loss == 0.0) {
+        const ptrdiff_t ntiles = nrows / VL;
+        static const T zero_row[CSM_TILE_MAXC];
+        CSM_PARALLEL_FOR(ntiles, nrows * c)
+        for (ptrdiff_t tI = 0; tI < ntiles; tI++) {
+            const ptrdiff_t r0 = tI * VL;
+            const T *p[VL];
+            T *g[VL];
+            int64_t lab[VL];
+            int skip[VL];
+            CSM_H(tile_rows)(z, sh, zs, r0, p);
+            if (grad) CSM_H(tile_rows)(grad, sh, gs, r0, (const T **)g);
+            D zt = CSM_H(dsplat)(0.0);
+            for (int j = 0; j < VL; j++) {
+                CSM_ROW_INDEX(r0 + j, sh, i0, i1);
+                lab[j] = label[i0 * lbs.s0 + i1 * lbs.s1];
+                skip[j] = use_ig && lab[j] == ig;
+                if (skip[j]) p[j] = zero_row;          /* ignored rows are never read */
+                else zt[j] = (double)p[j][lab[j]];
+            }
+            V M, E[CSM_TILE_MAXC];
+            D acc, cnt;
+            if (!CSM_H(tile_core)(p, c, grad ? E : NULL, &M, &acc, &cnt)) {
+                for (int j = 0; j < VL; j++) {
+                    const ptrdiff_t r = r0 + j;
+                    CSM_ROW_INDEX(r, sh, i0, i1);
+                    double *lr = loss + i0 * ls.s0 + i1 * ls.s1;
+                    if (skip[j]) {
+                        *lr = 0.0;
+                        if (opt->lse_out) opt->lse_out[r] = 0.0;
+                        if (grad) CSM_H(seg_fill)(g[j], 1, c, (T)0);
+                        continue;
+                    }
+                    CSM_H(xent_row)(p[j], 1, grad ? g[j] : NULL, 1, c, (ptrdiff_t)lab[j], &tp,
+                                    0, 0, opt, opt->row_scale ? opt->row_scale[r] : 1.0,
+                                    opt->row_gscale ? opt->row_gscale[r] : 1.0, lr,
+                                    opt->lse_out ? opt->lse_out + r : NULL, NULL);
+                }
+                continue;
+            }
+            const D Md = CSM_WIDEN_T(M);
+            const D L = CSM_H(dlog1p)((cnt - 1.0) + acc);
+            const D stot = cnt + acc;
+            D gf = CSM_H(dsplat)(opt->grad_scale);
+            for (int j = 0; j < VL; j++) {
+                const ptrdiff_t r = r0 + j;
+                CSM_ROW_INDEX(r, sh, i0, i1);
+                const double rs = opt->row_scale ? opt->row_scale[r] : 1.0;
+                if (opt->row_gscale) gf[j] *= opt->row_gscale[r];
+                if (skip[j]) gf[j] = 0.0;
+                loss[i0 * ls.s0 + i1 * ls.s1] = skip[j] ? 0.0 : rs * ((Md[j] - zt[j]) + L[j]);
+                if (opt->lse_out) opt->lse_out[r] = skip[j] ? 0.0 : Md[j] + L[j];
+            }
+            if (!grad) continue;
+            const V F = CSM_NARROW_T(gf / stot);
+            for (ptrdiff_t k = 0; k < c; k++) {
+                V gk = E[k] * F;
+                for (int j = 0; j < VL; j++) g[j][k] = gk[j];
+            }
+            /* the target entry: g0 (y_T - 1) with y_T - 1 = (e_T - stot) / stot */
+            for (int j = 0; j < VL; j++) {
+                if (skip[j]) continue;
+                const ptrdiff_t tg = (ptrdiff_t)lab[j];
+                double num = zt[j] == Md[j] ? -((cnt[j] - 1.0) + acc[j])
+                                            : (double)E[tg][j] - stot[j];
+                g[j][tg] = (T)(gf[j] * (num / stot[j]));
+            }
+        }
+        done = ntiles * VL;
+    }
+#endif
+    /* soft-capped rows are kept capped in a scratch row (see row_pass) */
+    csm_scratch scr;
+    if (csm_scratch_init(&scr, capped, nrows - done, c, sizeof(T)))
+        return CSM_ERR_NOMEM;
+    CSM_ROWS_FOR(nrows - done, c)
+    for (ptrdiff_t r = done; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        T *gr = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
+        double *lr = loss + i0 * ls.s0 + i1 * ls.s1;
+        int64_t lab = label[i0 * lbs.s0 + i1 * lbs.s1];
+        if (use_ig && lab == ig) {
+            *lr = 0.0;
+            if (opt->lse_out) opt->lse_out[r] = 0.0;
+            if (gr) CSM_H(seg_fill)(gr, gs.sc, c, (T)0);
+            continue;
+        }
+        const double rs = opt->row_scale ? opt->row_scale[r] : 1.0;
+        const double rg = opt->row_gscale ? opt->row_gscale[r] : 1.0;
+        CSM_H(xent_row)(z + i0 * zs.s0 + i1 * zs.s1, zs.sc, gr, gs.sc, c, (ptrdiff_t)lab, &tp,
+                        smooth, capped, opt, rs, rg, lr,
+                        opt->lse_out ? opt->lse_out + r : NULL, (T *)csm_scratch_row(&scr));
+    }
+    csm_scratch_free(&scr);
+    return CSM_OK;
+}
+
+int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
+                          const T *t, csm_strides ts, const csm_xent_opts *opt,
+                          double *loss, csm_strides ls, T *grad, csm_strides gs)
+{
+    if (CSM_H(bad_shape)(sh) || !opt) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    const int capped = opt->softcap > 0.0;
+    const double eps = opt->label_smoothing;
+    csm_scratch scr;
+    if (csm_scratch_init(&scr, capped, nrows, c, sizeof(T))) return CSM_ERR_NOMEM;
+    CSM_ROWS_FOR(nrows, c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        T *gr = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
+        double *lr = loss + i0 * ls.s0 + i1 * ls.s1;
+        const double rs = opt->row_scale ? opt->row_scale[r] : 1.0;
+        const double rg = opt->row_gscale ? opt->row_gscale[r] : 1.0;
+        if (c == 0) {
+            *lr = 0.0;
+            if (opt->lse_out) opt->lse_out[r] = -INFINITY;
+            continue;
+        }
+        CSM_H(tspec) tp = {t + i0 * ts.s0 + i1 * ts.s1, ts.sc, (const T *)opt->class_weight,
+                           (T)(1.0 - eps), (T)(eps / (double)c), NULL};
+        CSM_H(xent_row)(z + i0 * zs.s0 + i1 * zs.s1, zs.sc, gr, gs.sc, c, -1, &tp, 0, capped,
+                        opt, rs, rg, lr, opt->lse_out ? opt->lse_out + r : NULL,
+                        (T *)csm_scratch_row(&scr));
+    }
+    csm_scratch_free(&scr);
+    return CSM_OK;
+}
+
+int CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
+{
+    ptrdiff_t i = 0;
+    for (; i + VL <= n; i += VL) CSM_H(vstore)(out + i, 1, VEXP(CSM_H(vload)(x + i, 1)));
+    if (i < n) CSM_H(vstore_part)(out + i, 1, n - i, VEXP(CSM_H(vload_part)(x + i, 1, n - i, 0)));
+    return CSM_OK;
+}
+
+int CSM_FN(csm_softcap)(ptrdiff_t n, const T *x, double cap, T *out)
+{
+    const T c = (T)cap, ic = (T)1 / c;
+    ptrdiff_t i = 0;
+    for (; i + VL <= n; i += VL)
+        CSM_H(vstore)(out + i, 1, CSM_H(vcap)(CSM_H(vload)(x + i, 1), 1, c, ic));
+    if (i < n)
+        CSM_H(vstore_part)(out + i, 1, n - i,
+                           CSM_H(vcap)(CSM_H(vload_part)(x + i, 1, n - i, 0), 1, c, ic));
+    return CSM_OK;
+}
