@@ -95,7 +95,24 @@ def scipy_xent_with_grad(z: np.ndarray, labels: np.ndarray):
     return loss, g
 
 
+#: csoftmax's kernel path -> the peers' own ISA caps, so that on a machine
+#: with AVX-512 a forced lower path (CSOFTMAX_ISA=avx2) is compared with peers
+#: on the same instructions: XLA's --xla_cpu_max_isa, PyTorch's
+#: ATEN_CPU_CAPABILITY (both read once, when the library starts).  NumPy's own
+#: dispatch (NPY_DISABLE_CPU_FEATURES) is fixed before this module runs.
+_PEER_ISA = {"scalar": ("SSE4_2", "default"), "avx2": ("AVX2", "avx2"),
+             "avx512": ("AVX512", "avx512")}
+
+
+def peer_isa() -> dict[str, str]:
+    """The ISA caps the peers run with (what _torch()/_jax() set, or the user did)."""
+    return {"xla": os.environ.get("XLA_FLAGS", ""),
+            "torch": os.environ.get("ATEN_CPU_CAPABILITY", "<best>")}
+
+
 def _torch():
+    if "torch" not in sys.modules and "ATEN_CPU_CAPABILITY" not in os.environ:
+        os.environ["ATEN_CPU_CAPABILITY"] = _PEER_ISA[csoftmax.show_config()["isa"]][1]
     try:
         import torch  # noqa: F401
         return torch
@@ -111,7 +128,8 @@ def _jax():
     one-thread runs.  float64 needs jax_enable_x64."""
     if "jax" not in sys.modules and "XLA_FLAGS" not in os.environ:
         os.environ["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1")
+                                   "intra_op_parallelism_threads=1 --xla_cpu_max_isa="
+                                   + _PEER_ISA[csoftmax.show_config()["isa"]][0])
     try:
         import jax
         jax.config.update("jax_enable_x64", True)
@@ -208,11 +226,19 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_isas() -> str:
+    """The CPU's vector extensions as csoftmax sees them, and the active path."""
+    cfg = csoftmax.show_config()
+    emu = " (emulated)" if cfg.get("emulated") else ""
+    return f"csoftmax paths {'/'.join(cfg['available'])}, active {cfg['isa']}{emu}"
+
+
 def _config() -> dict:
     """csoftmax's show_config() plus the machine and the peers' versions."""
     cfg: dict[str, Any] = dict(csoftmax.show_config())
     cfg["cpu"] = _cpu_name()
     cfg["cpu_count"] = os.cpu_count()
+    cfg["peer_isa"] = peer_isa()
     cfg["python"] = platform.python_version()
     cfg["numpy"] = np.__version__
     for name in ("scipy", "torch", "jax"):
@@ -269,6 +295,7 @@ def main_table(shape=(4096, 1000), reps: int = 15, out=sys.stdout) -> list[dict]
     w = max(len(r["op"]) for r in rows)
     print(f"\nTiming on {shape[0]}x{shape[1]} (median of {reps}, ms; ratio = time / csoftmax)",
           file=out)
+    print(f"cpu: {_cpu_name()}; {_cpu_isas()}", file=out)
     print(f"{'operation':{w}s}  {'dtype':8s} {'implementation':16s} {'ms':>9s} {'ratio':>7s}",
           file=out)
     for r in rows:
@@ -293,6 +320,9 @@ def run_bench(shapes=None, dtypes=("float32", "float64"), threads=(1,), reps: in
     rows: list[dict] = []
     print(f"csoftmax {csoftmax.__version__}  isa={csoftmax.show_config()['isa']}  "
           f"cold={cold}  reps={reps}", file=out)
+    print(f"cpu: {_cpu_name()} ({os.cpu_count()} cores; {_cpu_isas()})", file=out)
+    print(f"peers' ISA: XLA_FLAGS={peer_isa()['xla']!r}  "
+          f"ATEN_CPU_CAPABILITY={peer_isa()['torch']}", file=out)
     for nthr in threads:
         with _limit_threads(nthr, torch):
             for dt in dtypes:
@@ -330,7 +360,7 @@ def run_bench(shapes=None, dtypes=("float32", "float64"), threads=(1,), reps: in
 
 def _print_block(n, c, dt, nthr, t, out):
     cp, rd = t["copy floor"], t["read floor"]
-    print(f"\n{n}x{c} {dt} threads={nthr}", file=out)
+    print(f"\n{n}x{c} {dt} threads={nthr} isa={csoftmax.show_config()['isa']}", file=out)
     print(f"  {'implementation':24s} {'ms':>9s} {'x copy':>7s} {'x read':>7s} {'vs csoftmax':>11s}",
           file=out)
     for impl, ms in t.items():
@@ -459,6 +489,7 @@ def _print_sweep(rows: list[dict], cold: bool, reps: int, out: TextIO) -> None:
     print(f"\nclass sweep: {r0['dtype']}, threads={r0['threads']}, cold={cold}, "
           f"median of {reps}; GB/s of logits read (higher is better), "
           f"(x) = time / csoftmax", file=out)
+    print(f"cpu: {_cpu_name()}; {_cpu_isas()}", file=out)
     for op in _OPS:
         print(f"\n{op}", file=out)
         head = f"{'C':>7s} {'N':>7s} {'copy':>6s} {'read':>6s} {'csoftmax':>8s}"

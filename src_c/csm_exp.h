@@ -5,25 +5,28 @@
  * Per dtype D in {f32, f64}:
  *   csm_vexp_D(x)          exp, see below
  *   csm_vexpb_D(x)         the same exp for x in [CSM_EXPB_LO_D, 0] only
+ *   csm_vexpbn_D(x, e, nx) nx of those at once, interleaved
  *   csm_vctanh_D(z, c, ic) c tanh(z ic), the soft-cap (see there)
  *   csm_vlog1p_f64(s)      log1p for s >= 0, to finish short rows
  *
  * The exp (both precisions).  Clamp x (NaN passes through untouched),
  * n = round(x / ln2) by the 1.5 * 2^p "shifter", r = x - n ln2 with a two-part
- * (Cody-Waite) ln2, a Taylor polynomial for exp(r) on |r| <= ln2/2, and 2^n
+ * (Cody-Waite) ln2, a minimax polynomial for exp(r) on |r| <= ln2/2, and 2^n
  * applied as 2^floor(n/2) * 2^(n - floor(n/2)), so results in the subnormal
  * range come out of one final rounding and overflow gives +inf by itself.
  *   csm_vexp_f32: valid for every input.  x <= -104 -> +0, x >= 89 -> +inf,
- *     -inf -> 0, +inf -> +inf, NaN -> NaN.  Degree-7 polynomial (truncation
- *     error < 6e-9 relative).  Maximum error over all floats with normal
- *     results: 1 ULP on the FMA paths (measured 0.91), 1.5 ULP on the baseline
- *     path (measured 1.19); tests/test_exp_accuracy.py sweeps every 13th float
- *     in [-104, 89] per ISA against a float64 exp; subnormal results are
- *     within 1 ULP of the subnormal spacing.
+ *     -inf -> 0, +inf -> +inf, NaN -> NaN.  Degree-6 polynomial (3.1e-9
+ *     relative).  Maximum error over all floats with normal results: 1 ULP
+ *     on the FMA paths (measured 0.88), 1.5 ULP on the baseline path
+ *     (measured 1.16); tests/test_exp_accuracy.py sweeps every 13th float in
+ *     [-104, 89] per ISA against a float64 exp; subnormal results are within
+ *     1 ULP of the subnormal spacing.
  *   csm_vexp_f64: valid for every input.  x <= -746 -> +0, x >= 710 -> +inf.
- *     Degree-13 polynomial (truncation < 5e-18 relative).  Maximum error
- *     2 ULP for normal results (measured 0.85 FMA, 1.13 baseline) on 2*10**6
- *     points against a long-double exp.
+ *     Degree-11 polynomial (3.6e-18 relative).  Maximum error 2 ULP for
+ *     normal results (measured 0.89 FMA, 1.17 baseline) on 2*10**6 points
+ *     against a long-double exp.
+ *   csm_vexpb_D / csm_vexpbn_D: the same bits for x in [CSM_EXPB_LO_D, 0]
+ *     at about half the instructions (no clamps, 2^n in one step).
  *   exp(0) is exactly 1; the kernels rely on it.
  */
 #ifndef CSM_EXP_H
@@ -31,60 +34,65 @@
 
 /* ---- exp ---------------------------------------------------------------------- */
 
-/* The reduction and the polynomial shared by the exps below: returns
- * exp(r) for x = n ln2 + r; n sits in the low bits of *t (t - shifter). */
+/*
+ * The reduction and the polynomial shared by every exp below, for nx (a
+ * literal, 1..4) independent vectors at once: p[j] = exp(r) for
+ * x[j] = n ln2 + r, with n in the low bits of t[j] (t - shifter = n).  The
+ * stages are written across the vectors, so that for nx > 1 the long
+ * dependency chain of one exp (about 45 cycles) overlaps the others' in
+ * program order, which the out-of-order window alone does not achieve (GCC
+ * does not schedule before register allocation on x86); the operations, and
+ * so the bits, are those of nx separate exps.
+ *
+ * Polynomial: minimax for exp(r) with c0 = c1 = 1 on |r| <= 1.0001 ln2/2,
+ * fitted for this file by Lawson's iteration on the relative error: degree
+ * 6 for float32 (3.1e-9), degree 11 for float64 (3.6e-18).
+ */
 #define CSM_SHIFTER_f32 12582912.0f                    /* 1.5 * 2^23 */
 #define CSM_SHIFTER_f64 6755399441055744.0             /* 1.5 * 2^52 */
-CSM_INLINE csm_v_f32 csm_exp_poly_f32(csm_v_f32 x, csm_v_f32 *tp)
+#define CSM_EXP_REDUCE_(D, L2E, SH, HI, LO)                                          \
+    for (int j = 0; j < nx; j++) t[j] = csm_madd_##D(x[j], csm_splat_##D(L2E),       \
+                                                     csm_splat_##D(SH));             \
+    for (int j = 0; j < nx; j++) n[j] = t[j] - csm_splat_##D(SH);                    \
+    for (int j = 0; j < nx; j++) r[j] = csm_madd_##D(n[j], csm_splat_##D(HI), x[j]); \
+    for (int j = 0; j < nx; j++) r[j] = csm_madd_##D(n[j], csm_splat_##D(LO), r[j]);
+#define CSM_PSTEP_(D, c) \
+    for (int j = 0; j < nx; j++) p[j] = csm_madd_##D(p[j], r[j], csm_splat_##D(c));
+
+CSM_INLINE void csm_exp_polyn_f32(const csm_v_f32 *x, csm_v_f32 *t, csm_v_f32 *p, const int nx)
 {
-#define S_(c) csm_splat_f32(c)
-    csm_v_f32 t = csm_madd_f32(x, S_(1.44269504088896341f), S_(CSM_SHIFTER_f32));
-    csm_v_f32 n = t - S_(CSM_SHIFTER_f32);
-    csm_v_f32 r = csm_madd_f32(n, S_(-0.693145751953125f), x);   /* ln2 hi: n*hi exact */
-    r = csm_madd_f32(n, S_(-1.428606765330187e-06f), r);          /* ln2 lo */
-    csm_v_f32 p = S_(1.98412698e-4f);                  /* 1/7! ... 1/0! */
-    p = csm_madd_f32(p, r, S_(1.38888889e-3f));
-    p = csm_madd_f32(p, r, S_(8.33333333e-3f));
-    p = csm_madd_f32(p, r, S_(4.16666667e-2f));
-    p = csm_madd_f32(p, r, S_(1.66666667e-1f));
-    p = csm_madd_f32(p, r, S_(0.5f));
-    p = csm_madd_f32(p, r, S_(1.0f));
-    *tp = t;
-    return csm_madd_f32(p, r, S_(1.0f));
-#undef S_
+    csm_v_f32 n[4], r[4];
+    /* ln2 = hi + lo, hi with 12 significant bits: n * hi is exact */
+    CSM_EXP_REDUCE_(f32, 1.44269504088896341f, CSM_SHIFTER_f32, -0.693145751953125f,
+                    -1.428606765330187e-06f)
+    for (int j = 0; j < nx; j++) p[j] = csm_splat_f32(1.381459638e-3f);
+    CSM_PSTEP_(f32, 8.368717091e-3f) CSM_PSTEP_(f32, 4.166838809e-2f)
+    CSM_PSTEP_(f32, 1.666652063e-1f) CSM_PSTEP_(f32, 4.999999345e-1f)
+    CSM_PSTEP_(f32, 1.0f) CSM_PSTEP_(f32, 1.0f)
 }
 
-CSM_INLINE csm_v_f64 csm_exp_poly_f64(csm_v_f64 x, csm_v_f64 *tp)
+CSM_INLINE void csm_exp_polyn_f64(const csm_v_f64 *x, csm_v_f64 *t, csm_v_f64 *p, const int nx)
 {
-#define S_(c) csm_splat_f64(c)
-    csm_v_f64 t = csm_madd_f64(x, S_(1.4426950408889634074), S_(CSM_SHIFTER_f64));
-    csm_v_f64 n = t - S_(CSM_SHIFTER_f64);
-    csm_v_f64 r = csm_madd_f64(n, S_(-6.93147180369123816490e-01), x);
-    r = csm_madd_f64(n, S_(-1.90821492927058770002e-10), r);
-    csm_v_f64 p = S_(1.6059043836821613e-10);          /* 1/13! ... 1/0! */
-    p = csm_madd_f64(p, r, S_(2.0876756987868099e-09));
-    p = csm_madd_f64(p, r, S_(2.5052108385441720e-08));
-    p = csm_madd_f64(p, r, S_(2.7557319223985893e-07));
-    p = csm_madd_f64(p, r, S_(2.7557319223985888e-06));
-    p = csm_madd_f64(p, r, S_(2.4801587301587302e-05));
-    p = csm_madd_f64(p, r, S_(1.9841269841269841e-04));
-    p = csm_madd_f64(p, r, S_(1.3888888888888889e-03));
-    p = csm_madd_f64(p, r, S_(8.3333333333333333e-03));
-    p = csm_madd_f64(p, r, S_(4.1666666666666667e-02));
-    p = csm_madd_f64(p, r, S_(1.6666666666666667e-01));
-    p = csm_madd_f64(p, r, S_(0.5));
-    p = csm_madd_f64(p, r, S_(1.0));
-    *tp = t;
-    return csm_madd_f64(p, r, S_(1.0));
-#undef S_
+    csm_v_f64 n[4], r[4];
+    CSM_EXP_REDUCE_(f64, 1.4426950408889634074, CSM_SHIFTER_f64, -6.93147180369123816490e-01,
+                    -1.90821492927058770002e-10)
+    for (int j = 0; j < nx; j++) p[j] = csm_splat_f64(2.500006354925759723e-8);
+    CSM_PSTEP_(f64, 2.763024893189953030e-7) CSM_PSTEP_(f64, 2.755758637033838729e-6)
+    CSM_PSTEP_(f64, 2.480149309726126396e-5) CSM_PSTEP_(f64, 1.984126950657842679e-4)
+    CSM_PSTEP_(f64, 1.388888894363180264e-3) CSM_PSTEP_(f64, 8.333333333494464670e-3)
+    CSM_PSTEP_(f64, 4.166666666653015177e-2) CSM_PSTEP_(f64, 1.666666666666641251e-1)
+    CSM_PSTEP_(f64, 5.000000000000010628e-1) CSM_PSTEP_(f64, 1.0) CSM_PSTEP_(f64, 1.0)
 }
+#undef CSM_PSTEP_
+#undef CSM_EXP_REDUCE_
 
 CSM_INLINE csm_v_f32 csm_vexp_f32(csm_v_f32 x)
 {
 #define S_(c) csm_splat_f32(c)
     x = csm_max_f32(S_(-104.0f), x);                   /* NaN stays NaN */
     x = csm_min_f32(S_(89.0f), x);
-    csm_v_f32 t, p = csm_exp_poly_f32(x, &t);
+    csm_v_f32 t, p;
+    csm_exp_polyn_f32(&x, &t, &p, 1);
     /* n + 256 in [105, 385] as an integer; halves give two normal powers of 2 */
     csm_u_f32 ni = CSM_BITS(csm_u_f32, t) - CSM_BITS(csm_u_f32, S_(CSM_SHIFTER_f32)) + 256u;
     csm_u_f32 n1 = ni >> 1, n2 = ni - n1;
@@ -99,7 +107,8 @@ CSM_INLINE csm_v_f64 csm_vexp_f64(csm_v_f64 x)
 #define S_(c) csm_splat_f64(c)
     x = csm_max_f64(S_(-746.0), x);
     x = csm_min_f64(S_(710.0), x);
-    csm_v_f64 t, p = csm_exp_poly_f64(x, &t);
+    csm_v_f64 t, p;
+    csm_exp_polyn_f64(&x, &t, &p, 1);
     csm_u_f64 ni = CSM_BITS(csm_u_f64, t) - CSM_BITS(csm_u_f64, S_(CSM_SHIFTER_f64)) + 2048u;
     csm_u_f64 n1 = ni >> 1, n2 = ni - n1;
     csm_v_f64 s1 = CSM_FROMBITS(csm_v_f64, (n1 - 1u) << 52);    /* 2^(n1 - 1024) */
@@ -109,28 +118,47 @@ CSM_INLINE csm_v_f64 csm_vexp_f64(csm_v_f64 x)
 }
 
 /*
- * exp for arguments known to lie in [CSM_EXPB_LO_D, 0] (or NaN): the same
- * reduction and polynomial as csm_vexp_D, without the clamps and with 2^n in
- * one step (every result is normal), hence the same bits for those arguments.
- * The soft-capped rows use it: there x' - max >= -2c.
+ * The exp for arguments known to lie in [CSM_EXPB_LO_D, 0] (or NaN), nx
+ * vectors at once (csm_vexpbn_D) or one (csm_vexpb_D): the same reduction
+ * and polynomial as csm_vexp_D, without the clamps and with 2^n in one step
+ * (every result is normal), hence the same bits for those arguments
+ * (tests/test_exp_accuracy.py checks it).  2^n: n + bias sits in the low bits
+ * of t, the shifter's own bits vanish in the shift (its low 9 / 12 bits are
+ * zero); the multiply (not an integer add into p's exponent) keeps NaN a NaN.
+ * The kernels use it for every chunk whose min and max are less than
+ * -CSM_EXPB_LO_D apart, and for soft-capped rows (x' - max >= -2c).
  */
 #define CSM_EXPB_LO_f32 (-86.0)
 #define CSM_EXPB_LO_f64 (-700.0)
+CSM_INLINE void csm_vexpbn_f32(const csm_v_f32 *x, csm_v_f32 *e, const int nx)
+{
+    csm_v_f32 t[4], p[4];
+    csm_exp_polyn_f32(x, t, p, nx);
+    for (int j = 0; j < nx; j++)
+        e[j] = p[j] * CSM_FROMBITS(csm_v_f32, (CSM_BITS(csm_u_f32, t[j]) << 23) + (127u << 23));
+}
+
+CSM_INLINE void csm_vexpbn_f64(const csm_v_f64 *x, csm_v_f64 *e, const int nx)
+{
+    csm_v_f64 t[4], p[4];
+    csm_exp_polyn_f64(x, t, p, nx);
+    for (int j = 0; j < nx; j++)
+        e[j] = p[j] * CSM_FROMBITS(csm_v_f64, (CSM_BITS(csm_u_f64, t[j]) << 52) +
+                                              ((uint64_t)1023u << 52));
+}
+
 CSM_INLINE csm_v_f32 csm_vexpb_f32(csm_v_f32 x)
 {
-    csm_v_f32 t, p = csm_exp_poly_f32(x, &t);
-    /* n + 127 in [2, 127] */
-    csm_u_f32 e = (CSM_BITS(csm_u_f32, t) - CSM_BITS(csm_u_f32, csm_splat_f32(CSM_SHIFTER_f32))
-                   + 127u) << 23;
-    return p * CSM_FROMBITS(csm_v_f32, e);
+    csm_v_f32 e;
+    csm_vexpbn_f32(&x, &e, 1);
+    return e;
 }
 
 CSM_INLINE csm_v_f64 csm_vexpb_f64(csm_v_f64 x)
 {
-    csm_v_f64 t, p = csm_exp_poly_f64(x, &t);
-    csm_u_f64 e = (CSM_BITS(csm_u_f64, t) - CSM_BITS(csm_u_f64, csm_splat_f64(CSM_SHIFTER_f64))
-                   + 1023u) << 52;
-    return p * CSM_FROMBITS(csm_v_f64, e);
+    csm_v_f64 e;
+    csm_vexpbn_f64(&x, &e, 1);
+    return e;
 }
 
 /*

@@ -7,21 +7,40 @@
 
 /* ---- chunk helpers ------------------------------------------------------- */
 
-/* Max over len elements ignoring NaN; -inf if there is none. */
-CSM_INLINE T CSM_H(seg_max)(const T *x, ptrdiff_t xs, ptrdiff_t len)
+/* Max over len elements ignoring NaN (-inf if there is none); *mn gets the
+ * min, also ignoring NaN (+inf if none).  The pass reads memory; the min
+ * costs nothing there and tells row_pass whether every exp argument of the
+ * chunk lies in VEXPB's range. */
+CSM_INLINE T CSM_H(seg_maxmin)(const T *x, ptrdiff_t xs, ptrdiff_t len, T *mn)
 {
     const T ninf = -(T)INFINITY;
-    V a0 = VSPLAT(ninf), a1 = a0;
+    V a0 = VSPLAT(ninf), a1 = a0, b0 = VSPLAT((T)INFINITY), b1 = b0;
     ptrdiff_t i = 0;
     for (; i + 2 * VL <= len; i += 2 * VL) {
-        a0 = VMAX(CSM_H(vload)(x + i * xs, xs), a0);
-        a1 = VMAX(CSM_H(vload)(x + (i + VL) * xs, xs), a1);
+        V v0 = CSM_H(vload)(x + i * xs, xs), v1 = CSM_H(vload)(x + (i + VL) * xs, xs);
+        a0 = VMAX(v0, a0);
+        a1 = VMAX(v1, a1);
+        b0 = VMIN(v0, b0);
+        b1 = VMIN(v1, b1);
     }
-    for (; i + VL <= len; i += VL) a0 = VMAX(CSM_H(vload)(x + i * xs, xs), a0);
-    if (i < len) a0 = VMAX(CSM_H(vload_part)(x + i * xs, xs, len - i, ninf), a0);
+    for (; i + VL <= len; i += VL) {
+        V v0 = CSM_H(vload)(x + i * xs, xs);
+        a0 = VMAX(v0, a0);
+        b0 = VMIN(v0, b0);
+    }
+    if (i < len) {
+        V v0 = CSM_H(vload_part)(x + i * xs, xs, len - i, (T)NAN);   /* NaN pad: ignored */
+        a0 = VMAX(v0, a0);
+        b0 = VMIN(v0, b0);
+    }
     a0 = VMAX(a1, a0);
-    T m = ninf;
-    for (int j = 0; j < VL; j++) m = CSM_LANE(a0, j) > m ? CSM_LANE(a0, j) : m;
+    b0 = VMIN(b1, b0);
+    T m = ninf, lo = (T)INFINITY;
+    for (int j = 0; j < VL; j++) {
+        m = CSM_LANE(a0, j) > m ? CSM_LANE(a0, j) : m;
+        lo = CSM_LANE(b0, j) < lo ? CSM_LANE(b0, j) : lo;
+    }
+    *mn = lo;
     return m;
 }
 
@@ -72,6 +91,25 @@ CSM_INLINE V CSM_H(vcap)(V v, const int capped, T cap, T icap)
 }
 
 /*
+ * Software prefetch of what the next chunk pass will read from memory (the
+ * next chunk of the row, or the next row): issued from the exp pass, which
+ * works from cache and keeps the vector units busy while memory is idle, so
+ * the next max pass finds its data in L1/L2.  One step covers the 4 VL
+ * elements of one iteration; p == NULL: nothing.  w: for writing (the
+ * gradient or softmax output, whose lines are read for ownership anyway).
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#  define CSM_PREFETCH_STEP(p, i, w)                                          \
+     do {                                                                     \
+         if (p)                                                               \
+             for (size_t o_ = 0; o_ < CSM_EXPSUM_NX * sizeof(V); o_ += 64)    \
+                 __builtin_prefetch((const char *)((p) + (i)) + o_, w, 3);    \
+     } while (0)
+#else
+#  define CSM_PREFETCH_STEP(p, i, w) ((void)0)
+#endif
+
+/*
  * Chunk pass 2 over len elements: e = exp(x - sh); elements with x == m are
  * counted (*cnt) and left out of the sum (*sum).  With store, y receives e
  * (y may be x: every vector is read before it is written).  bnd: every
@@ -85,36 +123,51 @@ CSM_INLINE V CSM_H(vcap)(V v, const int capped, T cap, T icap)
 CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
                                    ptrdiff_t len, T sh, T m, const int store, const int bnd,
                                    const int soft, const CSM_H(tspec) *tp, ptrdiff_t tk0,
+                                   const T *pfx, T *pfy,
                                    double *sum, double *cnt, double *tsum, double *tz)
 {
     const V vsh = VSPLAT(sh), vm = VSPLAT(m), zero = VSPLAT(0);
     const CSM_H(tspec) tl = soft ? *tp : (CSM_H(tspec)){0};
     V acc0 = zero, acc1 = zero, nm = zero, ta = zero, tza = zero;
     ptrdiff_t i = 0;
-#define CSM_EXPSUM_STEP(k, A, HQ, HW)                                        \
+    /* NX vectors per step, their exps interleaved (csm_vexpbn); vector j of
+     * a step feeds accumulator j % 2; the whole vectors after the last step
+     * and the padded tail feed acc0 */
+#define CSM_EXPSUM_STEP(k, NX, HQ, HW)                                       \
     do {                                                                     \
-        /* short live ranges (the sums of d and the count before the exp): \
-         * the unweighted smoothing case spilled x to the stack otherwise */ \
-        V v_ = CSM_H(vload)(x + (k) * xs, xs);                               \
-        V d_ = v_ - vsh;                                                     \
-        V is_ = VIS1(v_, vm);                                                \
-        nm += is_;                                                           \
-        if (soft && !(HQ) && !(HW)) {                                        \
-            tza += d_;                      /* t == 1 */                     \
-        } else if (soft) {                                                   \
-            V tv_ = CSM_H(tload)(tl, tk0 + (k), VL, HQ, HW);                 \
-            if (HQ) ta += tv_;                                               \
-            tza = VMADD(tv_, d_, tza);                                       \
+        V v_[NX], d_[NX], is_[NX], e_[NX];                                   \
+        for (int j = 0; j < (NX); j++) {                                     \
+            v_[j] = CSM_H(vload)(x + ((k) + j * VL) * xs, xs);               \
+            d_[j] = v_[j] - vsh;                                             \
+            is_[j] = VIS1(v_[j], vm);                                        \
+            if (soft && !(HQ) && !(HW)) {                                    \
+                tza += d_[j];                   /* t == 1 */                 \
+            } else if (soft) {                                               \
+                V tv_ = CSM_H(tload)(tl, tk0 + (k) + j * VL, VL, HQ, HW);    \
+                if (HQ) ta += tv_;                                           \
+                tza = VMADD(tv_, d_[j], tza);                                \
+            }                                                                \
         }                                                                    \
-        V e_ = bnd ? VEXPB(d_) : VEXP(d_);                                   \
-        A += e_ - is_;                                                       \
-        if (store) CSM_H(vstore)(y + (k) * ys, ys, e_);                      \
+        if ((NX) == 4) nm += (is_[0] + is_[1]) + (is_[2 % (NX)] + is_[3 % (NX)]); \
+        else for (int j = 0; j < (NX); j++) nm += is_[j];                    \
+        if (bnd) VEXPBN(d_, e_, NX);                                         \
+        else for (int j = 0; j < (NX); j++) e_[j] = VEXP(d_[j]);             \
+        for (int j = 0; j < (NX); j++) {                                     \
+            if (j % 2) acc1 += e_[j] - is_[j];                               \
+            else acc0 += e_[j] - is_[j];                                     \
+            if (store) CSM_H(vstore)(y + ((k) + j * VL) * ys, ys, e_[j]);    \
+        }                                                                    \
     } while (0)
+#ifndef CSM_EXPSUM_NX
+#define CSM_EXPSUM_NX 4
+#endif
 #define CSM_EXPSUM_LOOP(HQ, HW)                                              \
-    for (; i + 2 * VL <= len; i += 2 * VL) {                                 \
-        CSM_EXPSUM_STEP(i, acc0, HQ, HW);                                    \
-        CSM_EXPSUM_STEP(i + VL, acc1, HQ, HW);                               \
-    }
+    for (; i + CSM_EXPSUM_NX * VL <= len; i += CSM_EXPSUM_NX * VL) {         \
+        CSM_PREFETCH_STEP(pfx, i, 0);                                        \
+        CSM_PREFETCH_STEP(pfy, i, 1);                                        \
+        CSM_EXPSUM_STEP(i, CSM_EXPSUM_NX, HQ, HW);                           \
+    }                                                                        \
+    for (; i + VL <= len; i += VL) CSM_EXPSUM_STEP(i, 1, HQ, HW);
     if (soft) CSM_TSPEC_CASES(tl, CSM_EXPSUM_LOOP);
     else { CSM_EXPSUM_LOOP(0, 0) }
 #undef CSM_EXPSUM_LOOP
@@ -277,10 +330,11 @@ typedef struct {
  */
 /* seg_expsum over the chunk's src (stride S), into yc (stride YS), bnd B */
 #define CSM_ES(S, YS, B) CSM_H(seg_expsum)(src, S, yc, YS, len, sh, m, store, B, \
-                                           soft, tp, k0, &cs, &cc, &tsv, &tzv)
+                                           soft, tp, k0, pfx_c, pfy_c, &cs, &cc, &tsv, &tzv)
 CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
                                  const int store, const int soft, const CSM_H(tspec) *tp,
-                                 const int capped, T cap, T *vb, CSM_H(rowst) *st)
+                                 const int capped, T cap, T *vb, const T *pfx, T *pfy,
+                                 CSM_H(rowst) *st)
 {
     const ptrdiff_t K = csm_chunk_len(c);
     const ptrdiff_t nch = c > 0 ? (c + K - 1) / K : 0;
@@ -292,27 +346,37 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
         const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
         const T *xc = x + k0 * xs;
         T *yc = store ? y + k0 * ys : NULL;
+        /* prefetch (contiguous rows only): the next chunk, after the last one
+         * what the caller says comes next (pfx, pfy: the next row) */
+        const T *pfx_c = xs != 1 ? NULL : q + 1 < nch ? xc + K : pfx;
+        T *pfy_c = !store || ys != 1 ? NULL : q + 1 < nch ? yc + K : pfy;
         /* the chunk's (capped) values: src at stride ss */
         const T *src = xc;
         ptrdiff_t ss = xs;
         T m;
+        int bq = bnd;
         if (capped) {
             src = vb + k0;
             ss = 1;
             m = xs == 1 ? CSM_H(seg_cap_max)(xc, 1, vb + k0, len, cap, icap)
                         : CSM_H(seg_cap_max)(xc, xs, vb + k0, len, cap, icap);
         } else {
-            m = xs == 1 ? CSM_H(seg_max)(xc, 1, len) : CSM_H(seg_max)(xc, xs, len);
+            T mn;
+            m = xs == 1 ? CSM_H(seg_maxmin)(xc, 1, len, &mn)
+                        : CSM_H(seg_maxmin)(xc, xs, len, &mn);
+            /* every x - m of the chunk in [EXPB_LO, 0] (or NaN): the exp
+             * without clamps and with a one-step 2^n, the same bits there */
+            bq = m < (T)INFINITY && (double)mn - (double)m >= VEXPB_LO;
         }
         cm[q] = m;
         if (m == (T)INFINITY) continue;
         T sh = m == -(T)INFINITY ? (T)0 : m;
         double cs, cc, tsv = 0.0, tzv = 0.0;
         if (ss == 1 && (!store || ys == 1)) {
-            if (bnd) CSM_ES(1, 1, 1);
+            if (bq) CSM_ES(1, 1, 1);
             else CSM_ES(1, 1, 0);
         } else {
-            CSM_ES(ss, ys, bnd);
+            CSM_ES(ss, ys, bq);
         }
         if (m == -(T)INFINITY) {   /* nothing to add but a NaN, if any */
             cs = cs + cc;
@@ -376,9 +440,9 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
  * combination gets its own branch-free inner loops. */
 static void CSM_H(row_pass_any)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
                                 int store, int soft, const CSM_H(tspec) *tp, int capped,
-                                T cap, T *vb, CSM_H(rowst) *st)
+                                T cap, T *vb, const T *pfx, T *pfy, CSM_H(rowst) *st)
 {
-#define CSM_RP(S, F, C) CSM_H(row_pass)(x, xs, y, ys, c, S, F, tp, C, cap, vb, st)
+#define CSM_RP(S, F, C) CSM_H(row_pass)(x, xs, y, ys, c, S, F, tp, C, cap, vb, pfx, pfy, st)
     if (store) {
         if (soft) { if (capped) CSM_RP(1, 1, 1); else CSM_RP(1, 1, 0); }
         else { if (capped) CSM_RP(1, 0, 1); else CSM_RP(1, 0, 0); }

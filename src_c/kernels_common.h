@@ -29,13 +29,16 @@ typedef CSM_T CSM_H(csm_t);
 #define VL CSM_CAT2(CSM_VL, CSM_SFX)
 #define VSPLAT CSM_CAT2(csm_splat, CSM_SFX)
 #define VMAX CSM_CAT2(csm_max, CSM_SFX)
+#define VMIN CSM_CAT2(csm_min, CSM_SFX)
 #define VIS1 CSM_CAT2(csm_is1, CSM_SFX)
 #define VEXP CSM_CAT2(csm_vexp, CSM_SFX)
 #define VEXPB CSM_CAT2(csm_vexpb, CSM_SFX)
+#define VEXPBN CSM_CAT2(csm_vexpbn, CSM_SFX)
 #define VMADD CSM_CAT2(csm_madd, CSM_SFX)
 /* soft-caps for which x' - max >= -2c (|tanh| <= 1 + 1e-6) stays within VEXPB's range */
-#define CSM_EXPB_MAXCAP (-0.49 * CSM_CAT2(CSM_EXPB_LO, CSM_SFX))
+#define CSM_EXPB_MAXCAP (-0.49 * VEXPB_LO)
 #define VCTANH CSM_CAT2(csm_vctanh, CSM_SFX)
+#define VEXPB_LO CSM_CAT2(CSM_EXPB_LO, CSM_SFX)
 
 /* Load VL elements at stride s (s == 1: one vector load). */
 CSM_INLINE V CSM_H(vload)(const T *p, ptrdiff_t s)
@@ -110,6 +113,13 @@ CSM_INLINE double CSM_H(vsum)(V a)
 #define CSM_ROW_INDEX(r, sh, i0, i1)                       \
     ptrdiff_t i0 = (sh).n1 == 1 ? (r) : (r) / (sh).n1;     \
     ptrdiff_t i1 = (sh).n1 == 1 ? 0 : (r) % (sh).n1
+
+/* Start of row r + 1 of the grid (array p, strides s) when its classes are
+ * contiguous and r + 1 < nrows, else NULL: what the row pass prefetches. */
+#define CSM_NEXT_ROW(p, sh, s, r, nrows)                                        \
+    ((s).sc != 1 || (r) + 1 >= (nrows) ? NULL                                   \
+     : (sh).n1 == 1 ? (p) + ((r) + 1) * (s).s0                                  \
+     : (p) + ((r) + 1) / (sh).n1 * (s).s0 + ((r) + 1) % (sh).n1 * (s).s1)
 
 #if defined(_OPENMP) && !defined(_MSC_VER)
 #  define CSM_PARALLEL_FOR(nrows, work) \

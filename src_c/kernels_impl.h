@@ -53,9 +53,12 @@
 #undef VL
 #undef VSPLAT
 #undef VMAX
+#undef VMIN
+#undef VEXPB_LO
 #undef VIS1
 #undef VEXP
 #undef VEXPB
+#undef VEXPBN
 #undef VMADD
 #undef CSM_EXPB_MAXCAP
 #undef VLMASK

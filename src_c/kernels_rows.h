@@ -7,11 +7,11 @@
 /* ---- logsumexp -------------------------------------------------------------- */
 
 /* log-sum-exp of one row through the chunked pass. */
-static double CSM_H(lse_row)(const T *xr, ptrdiff_t xsc, ptrdiff_t c)
+static double CSM_H(lse_row)(const T *xr, ptrdiff_t xsc, ptrdiff_t c, const T *pfx)
 {
     if (c == 0) return -INFINITY;
     CSM_H(rowst) st;
-    CSM_H(row_pass)(xr, xsc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, &st);
+    CSM_H(row_pass)(xr, xsc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, pfx, NULL, &st);
     if (st.special) {
         if (CSM_H(row_has_nan)(xr, xsc, c)) return NAN;
         return st.pinf ? INFINITY : -INFINITY;
@@ -43,7 +43,7 @@ int CSM_FN(csm_logsumexp)(csm_shape sh, const T *x, csm_strides xs, T *lse, csm_
             } else {
                 for (int j = 0; j < VL; j++) {
                     CSM_ROW_INDEX(r0 + j, sh, i0, i1);
-                    lse[i0 * ls.s0 + i1 * ls.s1] = (T)CSM_H(lse_row)(p[j], 1, c);
+                    lse[i0 * ls.s0 + i1 * ls.s1] = (T)CSM_H(lse_row)(p[j], 1, c, NULL);
                 }
             }
         }
@@ -54,7 +54,8 @@ int CSM_FN(csm_logsumexp)(csm_shape sh, const T *x, csm_strides xs, T *lse, csm_
     for (ptrdiff_t r = done; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
         const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
-        lse[i0 * ls.s0 + i1 * ls.s1] = (T)CSM_H(lse_row)(xr, xs.sc, c);
+        lse[i0 * ls.s0 + i1 * ls.s1] = (T)CSM_H(lse_row)(xr, xs.sc, c,
+                                                         CSM_NEXT_ROW(x, sh, xs, r, nrows));
     }
     return CSM_OK;
 }
@@ -129,7 +130,8 @@ int CSM_FN(csm_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_stri
         const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
         T *yr = y + i0 * ys.s0 + i1 * ys.s1;
         CSM_H(rowst) st;
-        CSM_H(row_pass)(xr, xs.sc, yr, ys.sc, c, 1, 0, NULL, 0, 0, NULL, &st);
+        CSM_H(row_pass)(xr, xs.sc, yr, ys.sc, c, 1, 0, NULL, 0, 0, NULL,
+                        CSM_NEXT_ROW(x, sh, xs, r, nrows), CSM_NEXT_ROW(y, sh, ys, r, nrows), &st);
         if (st.special) {
             CSM_H(seg_fill)(yr, ys.sc, c, (T)NAN);
             continue;
@@ -156,7 +158,8 @@ int CSM_FN(csm_log_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_
         const T *xr = x + i0 * xs.s0 + i1 * xs.s1;
         T *yr = y + i0 * ys.s0 + i1 * ys.s1;
         CSM_H(rowst) st;
-        CSM_H(row_pass)(xr, xs.sc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, &st);
+        CSM_H(row_pass)(xr, xs.sc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL,
+                        CSM_NEXT_ROW(x, sh, xs, r, nrows), NULL, &st);
         if (st.special) {
             /* SciPy: shift 0; tmp - log(sum(exp(tmp))).  With the max -inf every
              * entry is -inf - (-inf) or NaN; with +inf the sum is +inf, giving
@@ -188,7 +191,7 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
                                  ptrdiff_t c, ptrdiff_t tgt, const CSM_H(tspec) *tp,
                                  const int smooth, const int capped, const csm_xent_opts *opt,
                                  double rscale, double gscale, double *lr, double *lse_out,
-                                 T *vb)
+                                 T *vb, const T *pfz, T *pfg)
 {
     const T cap = capped ? (T)opt->softcap : (T)0;
     const T icap = capped ? (T)1 / cap : (T)0;
@@ -205,7 +208,7 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
     }
     CSM_H(rowst) st;
     CSM_H(row_pass_any)(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft, tp, capped, cap, vb,
-                        &st);
+                        pfz, pfg, &st);
     if (st.special) {
         /* -log_softmax[T] with SciPy/PyTorch special values (only without
          * soft-capping, which maps every infinity to a finite value) */
@@ -354,7 +357,7 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
                     CSM_H(xent_row)(p[j], 1, grad ? g[j] : NULL, 1, c, (ptrdiff_t)lab[j], &tp,
                                     0, 0, opt, opt->row_scale ? opt->row_scale[r] : 1.0,
                                     opt->row_gscale ? opt->row_gscale[r] : 1.0, lr,
-                                    opt->lse_out ? opt->lse_out + r : NULL, NULL);
+                                    opt->lse_out ? opt->lse_out + r : NULL, NULL, NULL, NULL);
                 }
                 continue;
             }
@@ -409,7 +412,9 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
         const double rg = opt->row_gscale ? opt->row_gscale[r] : 1.0;
         CSM_H(xent_row)(z + i0 * zs.s0 + i1 * zs.s1, zs.sc, gr, gs.sc, c, (ptrdiff_t)lab, &tp,
                         smooth, capped, opt, rs, rg, lr,
-                        opt->lse_out ? opt->lse_out + r : NULL, (T *)csm_scratch_row(&scr));
+                        opt->lse_out ? opt->lse_out + r : NULL, (T *)csm_scratch_row(&scr),
+                        CSM_NEXT_ROW(z, sh, zs, r, nrows),
+                        grad ? CSM_NEXT_ROW(grad, sh, gs, r, nrows) : NULL);
     }
     csm_scratch_free(&scr);
     return CSM_OK;
@@ -441,17 +446,31 @@ int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
                            (T)(1.0 - eps), (T)(eps / (double)c), NULL};
         CSM_H(xent_row)(z + i0 * zs.s0 + i1 * zs.s1, zs.sc, gr, gs.sc, c, -1, &tp, 0, capped,
                         opt, rs, rg, lr, opt->lse_out ? opt->lse_out + r : NULL,
-                        (T *)csm_scratch_row(&scr));
+                        (T *)csm_scratch_row(&scr), CSM_NEXT_ROW(z, sh, zs, r, nrows),
+                        grad ? CSM_NEXT_ROW(grad, sh, gs, r, nrows) : NULL);
     }
     csm_scratch_free(&scr);
     return CSM_OK;
 }
 
+/* The exp as the kernels use it: a vector whose lanes all lie in
+ * [VEXPB_LO, 0] (or are NaN) takes VEXPB, any other VEXP, so the accuracy
+ * sweep covers both and the test of equal bits can compare them. */
+CSM_INLINE V CSM_H(vexp_any)(V v)
+{
+    for (int j = 0; j < VL; j++)
+        if (CSM_LANE(v, j) < (T)VEXPB_LO || CSM_LANE(v, j) > 0) return VEXP(v);
+    return VEXPB(v);
+}
+
 int CSM_FN(csm_exp)(ptrdiff_t n, const T *x, T *out)
 {
     ptrdiff_t i = 0;
-    for (; i + VL <= n; i += VL) CSM_H(vstore)(out + i, 1, VEXP(CSM_H(vload)(x + i, 1)));
-    if (i < n) CSM_H(vstore_part)(out + i, 1, n - i, VEXP(CSM_H(vload_part)(x + i, 1, n - i, 0)));
+    for (; i + VL <= n; i += VL)
+        CSM_H(vstore)(out + i, 1, CSM_H(vexp_any)(CSM_H(vload)(x + i, 1)));
+    if (i < n)
+        CSM_H(vstore_part)(out + i, 1, n - i,
+                           CSM_H(vexp_any)(CSM_H(vload_part)(x + i, 1, n - i, 0)));
     return CSM_OK;
 }
 

@@ -70,6 +70,27 @@ def test_exp_f64_sample(isa):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_bounded_path_same_bits(isa, dtype):
+    """The kernels take a cheaper exp (no clamps, 2^n in one step) for a chunk
+    whose arguments all lie in [-86, 0] (float32; [-700, 0] float64) and the
+    full one otherwise; both must give the same bits there.  exp_kernel uses
+    the cheap one for a vector with every lane in range: the same values,
+    once alone and once with an out-of-range neighbour in every vector."""
+    lo = -86.0 if dtype == np.float32 else -700.0
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.uniform(lo, 0.0, 200_000), -np.logspace(-30, 0, 1000),
+                        np.array([0.0, -0.0, lo])]).astype(dtype)
+    alone = np.empty_like(x)
+    _core.exp_kernel(x, alone)
+    mixed = np.empty((x.size, 2), dtype)
+    mixed[:, 0] = x
+    mixed[:, 1] = 1.0                                 # out of range: the full exp
+    got = np.empty_like(mixed)
+    _core.exp_kernel(mixed.reshape(-1), got.reshape(-1))
+    np.testing.assert_array_equal(alone.view(np.uint8), got[:, 0].copy().view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_exp_special_values(isa, dtype):
     x = np.array([0.0, -0.0, -np.inf, np.inf, np.nan, -1e4, 1e4, -200.0, 100.0],
                  dtype=dtype)
