@@ -13,6 +13,7 @@
  * Files, included in this order (each family on the shared parts before it):
  *   kernels_common.h   names, vector loads/stores, lane sums, the row grid
  *   kernels_chunks.h   the chunked online pass over one row and its helpers
+ *   kernels_row1.h     the operations on one row (lse, softmax, log-softmax, xent)
  *   kernels_tiles.h    short contiguous rows, one row per lane
  *   kernels_rows.h     the public kernels (row family)
  *
@@ -44,6 +45,7 @@
 
 #include "kernels_common.h"
 #include "kernels_chunks.h"
+#include "kernels_row1.h"
 #include "kernels_tiles.h"
 #include "kernels_rows.h"
 
