@@ -274,7 +274,7 @@ CSM_INLINE csm_v_f64 csm_vlog1p_f64(csm_v_f64 s)
     const csm_u_f64 expo = CSM_BITS(csm_u_f64, S_(INFINITY));  /* exponent field mask */
     csm_v_f64 m = CSM_FROMBITS(csm_v_f64, (b & ~expo) | CSM_BITS(csm_u_f64, one));
     /* m > sqrt(2): halve it, k + 1 */
-    csm_u_f64 big = (csm_u_f64)(m > S_(1.4142135623730951));
+    csm_u_f64 big = CSM_MASK_f64(m > S_(1.4142135623730951));
     m = CSM_FROMBITS(csm_v_f64, (CSM_BITS(csm_u_f64, m * S_(0.5)) & big) |
                                 (CSM_BITS(csm_u_f64, m) & ~big));
     k = k + CSM_FROMBITS(csm_v_f64, CSM_BITS(csm_u_f64, one) & big);

@@ -175,6 +175,51 @@ static inline void csm_scratch_free(csm_scratch *s)
     X(exp_f32, VEC, float) X(exp_f64, VEC, double)                              \
     X(softcap_f32, CAP, float) X(softcap_f64, CAP, double)
 
+/*
+ * Column geometry (the column family, kernels_cols.h).  A batch whose class
+ * stride is not 1 but one grid axis has unit stride in the input -- n1 for
+ * PyTorch's (N, C, d...) with axis=1 and for axis=0 reductions, n0 (with
+ * n1 == 1) for an F-ordered (N, C) with axis=-1 -- is walked as no outer
+ * rows x np positions, the positions along the unit-stride axis (swap: n0).
+ * Any array of the grid then has (outer, position, class) strides
+ * csm_col_str(g, s); flat row indices (the options' per-row arrays, error
+ * rows) stay those of the original grid, csm_col_flat.
+ */
+typedef struct {
+    int swap;               /* positions along n0 (n1 == 1), else along n1 */
+    ptrdiff_t no, np, c;    /* outer rows, positions, classes */
+} csm_colgeo;
+
+static inline int csm_col_pick(csm_shape sh, csm_strides xs, csm_colgeo *g)
+{
+    if (sh.c < 1 || xs.sc == 1) return 0;
+    g->c = sh.c;
+    if (sh.n1 >= 2 && xs.s1 == 1) {
+        g->swap = 0;
+        g->no = sh.n0;
+        g->np = sh.n1;
+        return 1;
+    }
+    if (sh.n1 == 1 && sh.n0 >= 2 && xs.s0 == 1) {
+        g->swap = 1;
+        g->no = 1;
+        g->np = sh.n0;
+        return 1;
+    }
+    return 0;
+}
+
+static inline csm_strides csm_col_str(const csm_colgeo *g, csm_strides s)
+{
+    csm_strides t = {0, s.s0, s.sc};
+    return g->swap ? t : s;
+}
+
+static inline ptrdiff_t csm_col_flat(const csm_colgeo *g, ptrdiff_t io, ptrdiff_t ip)
+{
+    return g->swap ? ip : io * g->np + ip;
+}
+
 /* Per-ISA function table, filled by kernels_<isa>.c (kernels_table.h). */
 #define CSM_TABLE_FIELD_(name, K, T) int (*name) CSM_P_##K(T);
 typedef struct {

@@ -31,10 +31,13 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define CSM_INLINE static inline __attribute__((always_inline))
+#  define CSM_NOINLINE __attribute__((noinline))
 #elif defined(_MSC_VER)
 #  define CSM_INLINE static __forceinline
+#  define CSM_NOINLINE __declspec(noinline)
 #else
 #  define CSM_INLINE static inline
+#  define CSM_NOINLINE
 #endif
 
 #if (defined(__GNUC__) || defined(__clang__)) && CSM_VB > 8
@@ -81,6 +84,16 @@ CSM_INLINE csm_v_f64 csm_widen_hi_f32(csm_v_f32 v)
     memcpy(&h, (const char *)&v + sizeof h, sizeof h);
     return __builtin_convertvector(h, csm_v_f64);
 }
+/* ... and back: the float vector of two double halves (one rounding each) */
+CSM_INLINE csm_v_f32 csm_narrow2_f32(csm_v_f64 lo, csm_v_f64 hi)
+{
+    csm_v_f32h a = __builtin_convertvector(lo, csm_v_f32h);
+    csm_v_f32h b = __builtin_convertvector(hi, csm_v_f32h);
+    csm_v_f32 v;
+    memcpy(&v, &a, sizeof a);
+    memcpy((char *)&v + sizeof a, &b, sizeof b);
+    return v;
+}
 #else
 typedef float csm_v_f32;
 typedef uint32_t csm_u_f32;
@@ -109,6 +122,48 @@ CSM_INLINE csm_v_f64 csm_splat_f64(double s) { return s - (csm_v_f64){0}; }
 #else
 CSM_INLINE csm_v_f32 csm_splat_f32(float s) { return s; }
 CSM_INLINE csm_v_f64 csm_splat_f64(double s) { return s; }
+#endif
+
+/* Comparison results as lane masks (all ones / zero; a scalar comparison
+ * gives 0 / 1), and selects on them: csm_sel_D(m, a, b) = m ? a : b. */
+#if CSM_GNU_VEC
+#  define CSM_MASK_f32(c) ((csm_u_f32)(c))
+#  define CSM_MASK_f64(c) ((csm_u_f64)(c))
+#else
+#  define CSM_MASK_f32(c) ((csm_u_f32)0 - (csm_u_f32)(c))
+#  define CSM_MASK_f64(c) ((csm_u_f64)0 - (csm_u_f64)(c))
+#endif
+CSM_INLINE csm_v_f32 csm_sel_f32(csm_u_f32 m, csm_v_f32 a, csm_v_f32 b)
+{
+    return CSM_FROMBITS(csm_v_f32, (CSM_BITS(csm_u_f32, a) & m) | (CSM_BITS(csm_u_f32, b) & ~m));
+}
+CSM_INLINE csm_v_f64 csm_sel_f64(csm_u_f64 m, csm_v_f64 a, csm_v_f64 b)
+{
+    return CSM_FROMBITS(csm_v_f64, (CSM_BITS(csm_u_f64, a) & m) | (CSM_BITS(csm_u_f64, b) & ~m));
+}
+/* is any lane of the mask m set? */
+#if CSM_X86 == 3
+#  define csm_anym_f32(m) (_mm512_test_epi32_mask((__m512i)(m), (__m512i)(m)) != 0)
+#  define csm_anym_f64(m) (_mm512_test_epi64_mask((__m512i)(m), (__m512i)(m)) != 0)
+#elif CSM_X86 == 2
+#  define csm_anym_f32(m) (_mm256_movemask_ps((__m256)(m)) != 0)
+#  define csm_anym_f64(m) (_mm256_movemask_pd((__m256d)(m)) != 0)
+#elif CSM_X86 == 1 && CSM_GNU_VEC
+#  define csm_anym_f32(m) (_mm_movemask_ps((__m128)(m)) != 0)
+#  define csm_anym_f64(m) (_mm_movemask_pd((__m128d)(m)) != 0)
+#else
+CSM_INLINE int csm_anym_f32(csm_u_f32 m)
+{
+    uint32_t a = 0;
+    for (int j = 0; j < CSM_VL_f32; j++) a |= CSM_LANE(m, j);
+    return a != 0;
+}
+CSM_INLINE int csm_anym_f64(csm_u_f64 m)
+{
+    uint64_t a = 0;
+    for (int j = 0; j < CSM_VL_f64; j++) a |= CSM_LANE(m, j);
+    return a != 0;
+}
 #endif
 
 /* ---- max / min / fused multiply-add ---------------------------------------- */

@@ -366,7 +366,7 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
                         : CSM_H(seg_maxmin)(xc, xs, len, &mn);
             /* every x - m of the chunk in [EXPB_LO, 0] (or NaN): the exp
              * without clamps and with a one-step 2^n, the same bits there */
-            bq = m < (T)INFINITY && (double)mn - (double)m >= VEXPB_LO;
+            bq = m < (T)INFINITY && m > -(T)INFINITY && (double)mn - (double)m >= VEXPB_LO;
         }
         cm[q] = m;
         if (m == (T)INFINITY) continue;

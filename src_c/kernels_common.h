@@ -30,6 +30,9 @@ typedef CSM_T CSM_H(csm_t);
 #define VSPLAT CSM_CAT2(csm_splat, CSM_SFX)
 #define VMAX CSM_CAT2(csm_max, CSM_SFX)
 #define VMIN CSM_CAT2(csm_min, CSM_SFX)
+#define VSEL CSM_CAT2(csm_sel, CSM_SFX)
+#define VMASK CSM_CAT2(CSM_MASK, CSM_SFX)
+#define VANYM CSM_CAT2(csm_anym, CSM_SFX)
 #define VIS1 CSM_CAT2(csm_is1, CSM_SFX)
 #define VEXP CSM_CAT2(csm_vexp, CSM_SFX)
 #define VEXPB CSM_CAT2(csm_vexpb, CSM_SFX)
@@ -113,6 +116,12 @@ CSM_INLINE double CSM_H(vsum)(V a)
 #define CSM_ROW_INDEX(r, sh, i0, i1)                       \
     ptrdiff_t i0 = (sh).n1 == 1 ? (r) : (r) / (sh).n1;     \
     ptrdiff_t i1 = (sh).n1 == 1 ? 0 : (r) % (sh).n1
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define CSM_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#  define CSM_PREFETCH(p) ((void)0)
+#endif
 
 /* Start of row r + 1 of the grid (array p, strides s) when its classes are
  * contiguous and r + 1 < nrows, else NULL: what the row pass prefetches. */

@@ -15,7 +15,9 @@
  *   kernels_chunks.h   the chunked online pass over one row and its helpers
  *   kernels_row1.h     the operations on one row (lse, softmax, log-softmax, xent)
  *   kernels_tiles.h    short contiguous rows, one row per lane
- *   kernels_rows.h     the public kernels (row family)
+ *   kernels_cols.h     the column family: strided classes, contiguous positions
+ *   kernels_rows.h     the public kernels: the row family, and the choice of
+ *                      the column family from the strides (csm_col_pick)
  *
  * Design
  *   1. Every loop over a row works on whole vectors of the ISA (csm_vec.h:
@@ -47,6 +49,7 @@
 #include "kernels_chunks.h"
 #include "kernels_row1.h"
 #include "kernels_tiles.h"
+#include "kernels_cols.h"
 #include "kernels_rows.h"
 
 #undef T
@@ -56,6 +59,9 @@
 #undef VSPLAT
 #undef VMAX
 #undef VMIN
+#undef VSEL
+#undef VMASK
+#undef VANYM
 #undef VEXPB_LO
 #undef VIS1
 #undef VEXP

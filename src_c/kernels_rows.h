@@ -10,6 +10,8 @@ int CSM_FN(csm_logsumexp)(csm_shape sh, const T *x, csm_strides xs, T *lse, csm_
 {
     if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    csm_colgeo cg;
+    if (nrows > 0 && csm_col_pick(sh, xs, &cg)) return CSM_H(cols_rows)(&cg, x, xs, lse, ls, 0);
     ptrdiff_t done = 0;
 #if CSM_TILES
     if (c >= 1 && c <= CSM_TILE_MAXC && xs.sc == 1 && nrows >= VL) {
@@ -111,6 +113,8 @@ int CSM_FN(csm_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_stri
     if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
     if (c == 0) return CSM_OK;
+    csm_colgeo cg;
+    if (nrows > 0 && csm_col_pick(sh, xs, &cg)) return CSM_H(cols_rows)(&cg, x, xs, y, ys, 1);
     CSM_ROWS_FOR(nrows, c)
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
@@ -126,6 +130,8 @@ int CSM_FN(csm_log_softmax)(csm_shape sh, const T *x, csm_strides xs, T *y, csm_
     if (CSM_H(bad_shape)(sh)) return CSM_ERR_ARG;
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
     if (c == 0) return CSM_OK;
+    csm_colgeo cg;
+    if (nrows > 0 && csm_col_pick(sh, xs, &cg)) return CSM_H(cols_rows)(&cg, x, xs, y, ys, 2);
     CSM_ROWS_FOR(nrows, c)
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
@@ -171,6 +177,10 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
         }
         tp.tsum_c = tsum_c;
     }
+    csm_colgeo cg;
+    if (nrows > 0 && csm_col_pick(sh, zs, &cg) && CSM_H(cols_fit)(c, capped))
+        return CSM_H(cols_xent)(&cg, z, zs, label, lbs, NULL, zs, opt, loss, ls, grad, gs,
+                                smooth ? tsum_c : NULL);
     ptrdiff_t done = 0;
 #if CSM_TILES
     if (c >= 1 && c <= CSM_TILE_MAXC && zs.sc == 1 && (!grad || gs.sc == 1) && nrows >= VL &&
@@ -281,6 +291,9 @@ int CSM_FN(csm_xent_soft)(csm_shape sh, const T *z, csm_strides zs,
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
     const int capped = opt->softcap > 0.0;
     const double eps = opt->label_smoothing;
+    csm_colgeo cg;
+    if (nrows > 0 && csm_col_pick(sh, zs, &cg) && CSM_H(cols_fit)(c, capped))
+        return CSM_H(cols_xent)(&cg, z, zs, NULL, zs, t, ts, opt, loss, ls, grad, gs, NULL);
     csm_scratch scr;
     if (csm_scratch_init(&scr, capped, nrows, c, sizeof(T))) return CSM_ERR_NOMEM;
     CSM_ROWS_FOR(nrows, c)

@@ -241,3 +241,35 @@ def test_logsumexp_special_with_weights(n, dtype):
         assert_close(res, sexp, func="logsumexp", dtype=dtype, kind="reduce",
                      scale=scale, factor=SCIPY_FACTOR,
                      ctx=f"n={n}, b, return_sign={return_sign} vs scipy")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["rows", "cols"])
+def test_a_whole_chunk_of_minus_inf(dtype, layout):
+    """Rows of several chunks (C = 9000 > 4096) whose first chunk is all -inf
+    (a masked-out span) and whose later chunk is finite: the -inf chunk adds
+    nothing (its exp must not take the cheap form, which assumes finite
+    values).  Row path and column path."""
+    from csoftmax import reference as R
+    rng = np.random.default_rng(9)
+    c = 9000
+    x = rng.standard_normal((3, c)).astype(dtype)
+    x[:, :5000] = -np.inf
+    x[1, 7000] = np.nan                         # and a NaN row for comparison
+    if layout == "cols":
+        x = np.asfortranarray(x)                # positions contiguous: the column family
+    labels = np.array([6000, 100, 8999])
+    for name in ("logsumexp", "softmax", "log_softmax"):
+        got = np.asarray(getattr(csoftmax, name)(x, axis=-1), dtype=np.float64)
+        exp = getattr(R, name)(x, axis=-1)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(exp))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(exp))
+        ok = np.isfinite(exp)
+        np.testing.assert_allclose(got[ok], exp[ok], rtol=2e-6, atol=1e-7)
+    loss, g = csoftmax.cross_entropy_with_grad(x, labels, reduction="none")
+    eloss, eg = R.cross_entropy_with_grad(x, labels, reduction="none")
+    np.testing.assert_array_equal(np.isnan(loss), np.isnan(eloss))
+    np.testing.assert_array_equal(np.isinf(loss), np.isinf(eloss))
+    ok = np.isfinite(eloss)
+    np.testing.assert_allclose(loss[ok], eloss[ok], rtol=1e-6)
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(eg))

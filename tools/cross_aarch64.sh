@@ -17,6 +17,7 @@ CC=${CROSS_CC:-aarch64-linux-gnu-gcc}
 QEMU=${QEMU:-qemu-aarch64}
 SYSROOT=${CROSS_SYSROOT:-/usr/aarch64-linux-gnu}
 WORK=${CROSS_WORK:-$(mktemp -d /tmp/csoftmax-aarch64.XXXXXX)}
+mkdir -p "$WORK"
 command -v "$CC" >/dev/null || { echo "$CC not found (apt-get install gcc-aarch64-linux-gnu)"; exit 2; }
 command -v "$QEMU" >/dev/null || { echo "$QEMU not found (apt-get install qemu-user)"; exit 2; }
 FLAGS=(-O3 -std=c11 -ffp-contract=off -fno-trapping-math -fopenmp -Wall -Wextra -Werror

@@ -317,6 +317,17 @@ static void F(run)(void)
             F(t_xent)(1, 3, long_c[i], 1, soft, all, 0);
             F(t_xent)(1, 3, long_c[i], 2, soft, some, 1);
         }
+    /* the column family: classes strided, positions contiguous (layout 1),
+     * full and partial blocks of positions, one and several chunks */
+    const ptrdiff_t col_c[] = {1, 2, 5, 33, 67, 100, 4097};
+    for (int i = 0; i < 7; i++) {
+        F(t_rows)(2, 70, col_c[i], 1);
+        for (int soft = 0; soft < 2; soft++) {
+            F(t_xent)(2, 40, col_c[i], 1, soft, plain, 0);
+            F(t_xent)(1, 37, col_c[i], 1, soft, all, 0);
+            F(t_xent)(2, 33, col_c[i], 1, soft, some, 1);
+        }
+    }
     F(t_xent)(48, 1, 10, 0, 0, plain, 0);       /* short rows, several per vector */
     F(t_xent)(48, 1, 10, 0, 0, plain, 1);
     F(t_special)();
