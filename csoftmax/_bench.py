@@ -606,6 +606,7 @@ def bench_main(argv: list[str]) -> int:
         prog="csoftmax bench", description="csoftmax against peers and memory floors",
         epilog="--plot PATH runs the class sweep (float32, C in --classes, N*C about --elems) "
                "instead of the shape table (give --shapes to run both) and needs matplotlib "
+               "(--layouts likewise replaces the shape table) "
                "(pip install \"csoftmax[bench]\"); with --json both runs' raw rows go to one "
                "file (keys \"rows\" and \"sweep\").  Progress goes to stderr.")
     p.add_argument("--shapes", default=None,
@@ -620,6 +621,9 @@ def bench_main(argv: list[str]) -> int:
                    help="write raw rows to this path ('-': stdout, the tables then go to stderr)")
     p.add_argument("--plot", default=None, metavar="PATH",
                    help="run the class sweep and draw it to this PNG")
+    p.add_argument("--layouts", action="store_true",
+                   help="run the layout table instead: (N, C, H, W) with axis=1, axis=0 "
+                        "reductions, F-ordered arrays, against PyTorch, SciPy and the floors")
     p.add_argument("--classes", default=",".join(str(c) for c in SWEEP_CLASSES),
                    help="class counts of the sweep (default %(default)s)")
     p.add_argument("--elems", type=int, default=SWEEP_ELEMS,
@@ -633,7 +637,11 @@ def bench_main(argv: list[str]) -> int:
         shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes.split(",")]
     threads = tuple(int(t) for t in a.threads.split(","))
     payload: dict[str, Any] = {"config": None, "cold": not a.warm}
-    if shapes is not None or not a.plot:
+    if a.layouts:
+        from csoftmax._bench_layouts import run_layouts
+        payload["layouts"] = run_layouts(dtypes=tuple(a.dtypes.split(",")), threads=threads,
+                                         reps=a.reps or 11, cold=not a.warm, out=out)
+    if (shapes is not None or not a.plot) and not (a.layouts and shapes is None):
         payload["rows"] = run_bench(shapes=shapes, dtypes=tuple(a.dtypes.split(",")),
                                     threads=threads, reps=a.reps or 11, cold=not a.warm, out=out)
     if a.plot:

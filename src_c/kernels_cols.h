@@ -45,6 +45,13 @@
 #endif
 #define CSM_COL_NL (CSM_COL_NV * VL)      /* lanes (positions) per block */
 #define CSM_COL_FLUSH 256
+/* prefetch: the block CSM_COL_PFD ahead, its outputs too (CSM_COL_PFW) */
+#ifndef CSM_COL_PFD
+#  define CSM_COL_PFD 4
+#endif
+#ifndef CSM_COL_PFW
+#  define CSM_COL_PFW 1
+#endif
 
 /* The lanes' double state: ND double vectors per vector of T (two halves of a
  * float vector), NDV per block. */
@@ -159,7 +166,7 @@ CSM_INLINE void CSM_H(col_pass)(const T *x, ptrdiff_t xk, ptrdiff_t xp, T *y, pt
                                  ptrdiff_t yp, ptrdiff_t c, ptrdiff_t nl, const U *ign,
                                  const int store, const int soft, const CSM_H(ctspec) *tp,
                                  const int capped, const int fast, T cap, T *vb, T *eb,
-                                 const T *pf, int prescan, CSM_H(colst) *st)
+                                 const T *pf, const T *pfw, int prescan, CSM_H(colst) *st)
 {
     const ptrdiff_t K = csm_chunk_len(c), nch = (c + K - 1) / K;
     const T icap = capped ? (T)1 / cap : (T)0;
@@ -238,6 +245,9 @@ CSM_INLINE void CSM_H(col_pass)(const T *x, ptrdiff_t xk, ptrdiff_t xp, T *y, pt
                 } else if (pf) {
                     for (ptrdiff_t o = 0; o < CSM_COL_NL * (ptrdiff_t)sizeof(T); o += 64)
                         CSM_PREFETCH((const char *)(pf + (k - k0) * xk) + o);
+                    if (CSM_COL_PFW && pfw)
+                        for (ptrdiff_t o = 0; o < CSM_COL_NL * (ptrdiff_t)sizeof(T); o += 64)
+                            CSM_PREFETCHW((const char *)(pfw + (k - k0) * yk) + o);
                 }
                 V v[CSM_COL_NV], d[CSM_COL_NV], e[CSM_COL_NV], is[CSM_COL_NV];
                 for (int j = 0; j < CSM_COL_NV; j++) {
@@ -330,39 +340,39 @@ CSM_INLINE void CSM_H(col_pass)(const T *x, ptrdiff_t xk, ptrdiff_t xp, T *y, pt
 #define CSM_COLPASS_ARGS const T *x, ptrdiff_t xk, ptrdiff_t xp, T *y, ptrdiff_t yk,   \
                          ptrdiff_t yp, ptrdiff_t c, ptrdiff_t nl, const U *ign,        \
                          const CSM_H(ctspec) *tp, T cap, T *vb, T *eb, const T *pf,        \
-                         int prescan, CSM_H(colst) *st
+                         const T *pfw, int prescan, CSM_H(colst) *st
 static CSM_NOINLINE void CSM_H(col_pass_fast0)(CSM_COLPASS_ARGS)
 {
-    CSM_H(col_pass)(x, xk, xp, y, yk, yp, c, nl, ign, 0, 0, tp, 0, 1, cap, vb, eb, pf, prescan,
-                    st);
+    CSM_H(col_pass)(x, xk, xp, y, yk, yp, c, nl, ign, 0, 0, tp, 0, 1, cap, vb, eb, pf, pfw,
+                    prescan, st);
 }
 static CSM_NOINLINE void CSM_H(col_pass_fast1)(CSM_COLPASS_ARGS)
 {
-    CSM_H(col_pass)(x, xk, xp, y, yk, yp, c, nl, ign, 1, 0, tp, 0, 1, cap, vb, eb, pf, prescan,
-                    st);
+    CSM_H(col_pass)(x, xk, xp, y, yk, yp, c, nl, ign, 1, 0, tp, 0, 1, cap, vb, eb, pf, pfw,
+                    prescan, st);
 }
 static CSM_NOINLINE void CSM_H(col_pass_gen)(CSM_COLPASS_ARGS, int store, int soft, int capped)
 {
     CSM_H(col_pass)(x, xk, xp, y, yk, yp, c, nl, ign, store, soft, tp, capped, 0, cap, vb, eb,
-                    pf, prescan, st);
+                    pf, pfw, prescan, st);
 }
 
 static void CSM_H(col_pass_any)(const T *x, ptrdiff_t xk, ptrdiff_t xp, T *y, ptrdiff_t yk,
                                 ptrdiff_t yp, ptrdiff_t c, ptrdiff_t nl, const U *ign,
                                 int store, int soft, const CSM_H(ctspec) *tp, int capped,
-                                T cap, T *vb, T *eb, const T *pf, int prescan,
+                                T cap, T *vb, T *eb, const T *pf, const T *pfw, int prescan,
                                 CSM_H(colst) *st)
 {
     if (nl == CSM_COL_NL && xp == 1 && (!store || yp == 1 || eb) && !soft && !capped) {
         if (store)
-            CSM_H(col_pass_fast1)(x, xk, xp, y, yk, yp, c, nl, ign, tp, cap, vb, eb, pf, prescan,
-                                  st);
+            CSM_H(col_pass_fast1)(x, xk, xp, y, yk, yp, c, nl, ign, tp, cap, vb, eb, pf, pfw,
+                                  prescan, st);
         else
-            CSM_H(col_pass_fast0)(x, xk, xp, y, yk, yp, c, nl, ign, tp, cap, vb, eb, pf, prescan,
-                                  st);
+            CSM_H(col_pass_fast0)(x, xk, xp, y, yk, yp, c, nl, ign, tp, cap, vb, eb, pf, pfw,
+                                  prescan, st);
     } else {
-        CSM_H(col_pass_gen)(x, xk, xp, y, yk, yp, c, nl, ign, tp, cap, vb, eb, pf, prescan, st,
-                            store, soft, capped);
+        CSM_H(col_pass_gen)(x, xk, xp, y, yk, yp, c, nl, ign, tp, cap, vb, eb, pf, pfw, prescan,
+                            st, store, soft, capped);
     }
 }
 #undef CSM_COLPASS_ARGS
@@ -414,8 +424,9 @@ static int CSM_H(cols_par)(ptrdiff_t nb, ptrdiff_t c)
 CSM_INLINE const T *CSM_H(col_next)(const T *x, csm_strides s, const csm_colgeo *g, ptrdiff_t b,
                                      ptrdiff_t nb)
 {
-    if (b + 1 >= nb) return NULL;
-    CSM_COL_BLOCK(g, b + 1, io, p0, nl);
+    ptrdiff_t bn = b + CSM_COL_PFD < nb ? b + CSM_COL_PFD : nb - 1;
+    if (bn <= b) return NULL;
+    CSM_COL_BLOCK(g, bn, io, p0, nl);
     (void)nl;
     return x + io * s.s0 + p0 * s.s1;
 }
@@ -487,7 +498,7 @@ static int CSM_H(cols_rows)(const csm_colgeo *g, const T *x, csm_strides xs0, T 
         CSM_H(colst) st;
         CSM_H(col_pass_any)(xb, xs.sc, xs.s1, op == 1 ? yb : NULL, ys.sc, ys.s1, c, nl, NULL,
                             op == 1, 0, NULL, 0, 0, vb, eb, CSM_H(col_next)(x, xs, g, b, nb),
-                            inplace, &st);
+                            op == 0 ? NULL : CSM_H(col_next)(y, ys, g, b, nb), inplace, &st);
         if (st.special) {         /* Design 4: these lanes through the row functions */
             for (ptrdiff_t l = 0; l < nl; l++) {
                 const T *xr = xb + l * xs.s1;
@@ -563,6 +574,18 @@ static int CSM_H(cols_fit)(ptrdiff_t c, int capped)
     return !capped || (double)c * CSM_COL_NL * sizeof(T) <= 16.0 * 1024 * 1024;
 }
 
+/* z'_T of every lane: the same vector soft-cap as the passes (the same bits) */
+CSM_INLINE void CSM_H(cap_lanes)(double *zt, T cap, T icap)
+{
+    T zl[CSM_COL_NL];
+    for (int l = 0; l < CSM_COL_NL; l++) zl[l] = (T)zt[l];
+    for (int j = 0; j < CSM_COL_NV; j++) {
+        V v = CSM_H(vcap)(CSM_H(lanes)(zl + j * VL), 1, cap, icap);
+        memcpy(zl + j * VL, &v, sizeof v);
+    }
+    for (int l = 0; l < CSM_COL_NL; l++) zt[l] = (double)zl[l];
+}
+
 /* lane values (CSM_COL_NL doubles) as double vectors, and back */
 CSM_INLINE void CSM_H(dload)(const double *a, csm_v_f64 *v)
 {
@@ -636,20 +659,21 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
                     continue;
                 }
                 tg[l] = (ptrdiff_t)lab;
-                /* z_T, read before the gradient may overwrite it */
-                zt[l] = (double)zb[l * zs.s1 + tg[l] * zs.sc];
                 if (w) wt[l] = (double)w[tg[l]];
             }
         }
-        if (labels && capped) {
-            /* z'_T: the same vector soft-cap as the passes (the same bits) */
-            T zl[CSM_COL_NL];
-            for (int l = 0; l < CSM_COL_NL; l++) zl[l] = (T)zt[l];
-            for (int j = 0; j < CSM_COL_NV; j++) {
-                V v = CSM_H(vcap)(CSM_H(lanes)(zl + j * VL), 1, cap, icap);
-                memcpy(zl + j * VL, &v, sizeof v);
-            }
-            for (int l = 0; l < CSM_COL_NL; l++) zt[l] = (double)zl[l];
+        /* z_T: read after the passes, from cache, unless they may overwrite
+         * it (in place without the scratch block of exps) */
+        const int zt_late = !(inplace && !eb);
+#define CSM_READ_ZT()                                                             \
+        do {                                                                      \
+            if (labels)                                                           \
+                for (ptrdiff_t l = 0; l < nl; l++)                                \
+                    if (!skip[l]) zt[l] = (double)zb[l * zs.s1 + tg[l] * zs.sc];  \
+        } while (0)
+        if (!zt_late) CSM_READ_ZT();
+        if (labels && capped && !zt_late) {
+            CSM_H(cap_lanes)(zt, cap, icap);
         }
         U ignm[CSM_COL_NV];
         for (int j = 0; j < CSM_COL_NV; j++) {
@@ -664,7 +688,15 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
         CSM_H(colst) st;
         CSM_H(col_pass_any)(zb, zs.sc, zs.s1, gb, gs.sc, gs.s1, c, nl, nskip ? ignm : NULL,
                             gb != NULL, soft, &tp, capped, cap, vb, eb,
-                            CSM_H(col_next)(z, zs, g, b, nb), inplace, &st);
+                            CSM_H(col_next)(z, zs, g, b, nb),
+                            gb ? CSM_H(col_next)(grad, gs, g, b, nb) : NULL, inplace, &st);
+        if (zt_late) {
+            CSM_READ_ZT();
+            if (labels && capped) {
+                CSM_H(cap_lanes)(zt, cap, icap);
+            }
+        }
+#undef CSM_READ_ZT
         if (st.special) {         /* Design 4 */
             for (ptrdiff_t l = 0; l < nl; l++) {
                 const ptrdiff_t r = csm_col_flat(g, io, p0 + l);

@@ -119,8 +119,10 @@ CSM_INLINE double CSM_H(vsum)(V a)
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define CSM_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#  define CSM_PREFETCHW(p) __builtin_prefetch((p), 1, 3)
 #else
 #  define CSM_PREFETCH(p) ((void)0)
+#  define CSM_PREFETCHW(p) ((void)0)
 #endif
 
 /* Start of row r + 1 of the grid (array p, strides s) when its classes are
