@@ -629,13 +629,15 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
         T *gb = grad ? grad + io * gs.s0 + p0 * gs.s1 : NULL;
         double *lb = loss + io * ls.s0 + p0 * ls.s1;
         /* per lane: target, ignored?, sample weight, upstream gradient, z'_T, w_T */
-        ptrdiff_t tg[CSM_COL_NL];
+        /* off, goff: where z_T and its gradient entry are, from zb and gb */
+        ptrdiff_t tg[CSM_COL_NL], off[CSM_COL_NL], goff[CSM_COL_NL];
         int skip[CSM_COL_NL], nskip = 0;
         double rs[CSM_COL_NL], g0[CSM_COL_NL], zt[CSM_COL_NL], wt[CSM_COL_NL];
         const ptrdiff_t r0 = csm_col_flat(g, io, p0);      /* flat row of lane l: r0 + l */
         const double gsc = opt->grad_scale;
         for (int l = 0; l < CSM_COL_NL; l++) {
             tg[l] = 0;
+            off[l] = goff[l] = 0;
             skip[l] = l >= nl;
             rs[l] = 1.0;
             g0[l] = l < nl ? gsc : 0.0;
@@ -652,6 +654,7 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
             const int64_t ig = opt->ignore_index;
             for (ptrdiff_t l = 0; l < nl; l++) {
                 const int64_t lab = lp[l * lbs.s1];
+                off[l] = l * zs.s1;            /* an ignored lane reads its class 0 */
                 if (use_ig && lab == ig) {
                     skip[l] = 1;
                     nskip++;
@@ -659,6 +662,8 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
                     continue;
                 }
                 tg[l] = (ptrdiff_t)lab;
+                off[l] += tg[l] * zs.sc;
+                goff[l] = l * gs.s1 + tg[l] * gs.sc;
                 if (w) wt[l] = (double)w[tg[l]];
             }
         }
@@ -668,15 +673,14 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
 #define CSM_READ_ZT()                                                             \
         do {                                                                      \
             if (labels)                                                           \
-                for (ptrdiff_t l = 0; l < nl; l++)                                \
-                    if (!skip[l]) zt[l] = (double)zb[l * zs.s1 + tg[l] * zs.sc];  \
+                for (ptrdiff_t l = 0; l < nl; l++) zt[l] = (double)zb[off[l]];    \
         } while (0)
         if (!zt_late) CSM_READ_ZT();
         if (labels && capped && !zt_late) {
             CSM_H(cap_lanes)(zt, cap, icap);
         }
         U ignm[CSM_COL_NV];
-        for (int j = 0; j < CSM_COL_NV; j++) {
+        for (int j = 0; j < CSM_COL_NV && nskip; j++) {
             U m = {0};
             for (int l = 0; l < VL; l++)
                 if (skip[j * VL + l] && j * VL + l < nl) CSM_LANE(m, l) = ~CSM_LANE(m, l);
@@ -791,7 +795,19 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
                     }                                                            \
                     CSM_H(fstore)(p, gs.s1, n, v, FG);                           \
                 }
-            if (nl == CSM_COL_NL && gs.s1 == 1) { CSM_GRAD_LOOP(1) } else { CSM_GRAD_LOOP(0) }
+            if (nl == CSM_COL_NL && gs.s1 == 1 && eb && !soft && !capped) {
+                /* the plain loss: g = e fa, from the scratch block */
+                for (ptrdiff_t k = k0; k < k1; k++) {
+                    T *p = gb + k * gs.sc;
+                    const T *e = eb + k * CSM_COL_NL;
+                    for (int j = 0; j < CSM_COL_NV; j++) {
+                        V v;
+                        memcpy(&v, e + j * VL, sizeof v);
+                        v = v * FA[j];
+                        memcpy(p + j * VL, &v, sizeof v);
+                    }
+                }
+            } else if (nl == CSM_COL_NL && gs.s1 == 1) { CSM_GRAD_LOOP(1) } else { CSM_GRAD_LOOP(0) }
 #undef CSM_GRAD_LOOP
         }
         if (!labels) continue;
@@ -814,7 +830,7 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
             CSM_H(dstore)(gtv, GT);
         }
         for (ptrdiff_t l = 0; l < nl; l++)
-            if (!skip[l]) gb[l * gs.s1 + tg[l] * gs.sc] = (T)gtv[l];
+            if (!skip[l]) gb[goff[l]] = (T)gtv[l];
     }
     free(scr.p);
     return CSM_OK;

@@ -152,14 +152,16 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
     const int use_ig = opt->use_ignore;
     const int64_t ig = opt->ignore_index;
-    /* Validate every label before anything is written. */
-    for (ptrdiff_t r = 0; r < nrows; r++) {
-        CSM_ROW_INDEX(r, sh, i0, i1);
-        int64_t lab = label[i0 * lbs.s0 + i1 * lbs.s1];
-        if (use_ig && lab == ig) continue;
-        if (lab < 0 || lab >= (int64_t)c) {
-            if (err) { err->row = r; err->value = lab; }
-            return CSM_ERR_LABEL;
+    /* Validate every label before anything is written (two nested loops:
+     * no division per row; unsigned compare: one test for both ends). */
+    for (ptrdiff_t i0 = 0; i0 < sh.n0; i0++) {
+        const int64_t *lp = label + i0 * lbs.s0;
+        for (ptrdiff_t i1 = 0; i1 < sh.n1; i1++) {
+            const int64_t lab = lp[i1 * lbs.s1];
+            if ((uint64_t)lab >= (uint64_t)c && !(use_ig && lab == ig)) {
+                if (err) { err->row = i0 * sh.n1 + i1; err->value = lab; }
+                return CSM_ERR_LABEL;
+            }
         }
     }
     const int smooth = opt->label_smoothing != 0.0;

@@ -122,3 +122,32 @@ def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch, capsys):
 def test_sweep_shapes_keep_n_times_c():
     for n, c in _bench.sweep_shapes(_bench.SWEEP_CLASSES, _bench.SWEEP_ELEMS):
         assert 0.9 < n * c / _bench.SWEEP_ELEMS < 1.1, (n, c)
+
+
+def test_layout_sweep_times_every_case(monkeypatch, capsys):
+    """``csoftmax bench --layouts`` on shrunken cases: every case timed with its
+    floors and peers, the CPU and ISA printed (the numbers are not checked)."""
+    from csoftmax import _bench_layouts as L
+    tiny = [("seg", "xent", (2, 5, 3, 7), 1, "C"), ("F ce", "xent", (9, 6), -1, "F"),
+            ("sm0", "softmax", (4, 33), 0, "C"), ("lse0", "lse", (3, 40), 0, "C"),
+            ("F lse", "lse", (17, 5), -1, "F")]
+    monkeypatch.setattr(L, "LAYOUT_CASES", tiny)
+    assert _bench.bench_main(["--layouts", "--json", "-", "--reps", "1", "--warm",
+                              "--dtypes", "float32,float64"]) == 0
+    cap = capsys.readouterr()
+    payload = json.loads(cap.out)
+    assert "rows" not in payload             # --layouts alone replaces the shape table
+    rows = payload["layouts"]
+    assert all(r["ms"] > 0 for r in rows)
+    for label, op, shape, axis, order in tiny:
+        for dt in ("float32", "float64"):
+            got = {r["impl"] for r in rows if r["case"] == label and r["dtype"] == dt}
+            need = {"csoftmax", "copy floor", "read floor"}
+            if op == "lse" and axis == 0:
+                need.add("transpose + rows")
+            if "torch" in sys.modules:
+                need.add("torch fwd+bwd" if op == "xent" else "torch")
+            if "scipy" in sys.modules and op != "xent":
+                need.add("scipy")
+            assert need <= got, (label, dt, got)
+    assert "cpu: " in cap.err and "isa=" in cap.err
