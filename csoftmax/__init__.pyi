@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 _SCT = TypeVar("_SCT", bound=np.floating[Any])
+_CSCT = TypeVar("_CSCT", bound=np.complexfloating[Any, Any])
 _ArrayT = TypeVar("_ArrayT", bound=NDArray[Any])
 
 _Float = np.floating[Any]
@@ -83,6 +84,27 @@ def logsumexp(
     *,
     out: None = None,
 ) -> NDArray[_SCT] | _SCT: ...
+# complex a: complex results (csoftmax/_complex.py)
+@overload
+def logsumexp(
+    a: NDArray[_CSCT],
+    axis: None = None,
+    b: ArrayLike | None = None,
+    keepdims: Literal[False] = False,
+    return_sign: Literal[False] = False,
+    *,
+    out: None = None,
+) -> _CSCT: ...
+@overload
+def logsumexp(
+    a: NDArray[_CSCT],
+    axis: _Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: Literal[False] = False,
+    *,
+    out: None = None,
+) -> NDArray[_CSCT] | _CSCT: ...
 @overload
 def logsumexp(
     a: ArrayLike,
@@ -145,6 +167,17 @@ def logsumexp(
     return_sign: Literal[True],
     out: None = None,
 ) -> tuple[NDArray[_SCT] | _SCT, NDArray[_SCT] | _SCT]: ...
+# complex a with return_sign: (log|sum| real, the unit complex sign)
+@overload
+def logsumexp(
+    a: NDArray[_CSCT],
+    axis: _Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    *,
+    return_sign: Literal[True],
+    out: None = None,
+) -> tuple[_FloatArray | _Float, NDArray[_CSCT] | _CSCT]: ...
 @overload
 def logsumexp(
     a: ArrayLike,
@@ -198,6 +231,8 @@ def softmax(x: _Scalar, axis: _Axis = None, *, out: None = None) -> _Float: ...
 @overload
 def softmax(x: NDArray[_SCT], axis: _Axis = None, *, out: None = None) -> NDArray[_SCT]: ...
 @overload
+def softmax(x: NDArray[_CSCT], axis: _Axis = None, *, out: None = None) -> NDArray[_CSCT]: ...
+@overload
 def softmax(x: ArrayLike, axis: _Axis = None, *, out: None = None) -> _FloatArray: ...
 @overload
 def log_softmax(x: ArrayLike, axis: _Axis = None, *, out: _ArrayT) -> _ArrayT: ...
@@ -207,6 +242,8 @@ def log_softmax(x: _SCT, axis: _Axis = None, *, out: None = None) -> _SCT: ...
 def log_softmax(x: _Scalar, axis: _Axis = None, *, out: None = None) -> _Float: ...
 @overload
 def log_softmax(x: NDArray[_SCT], axis: _Axis = None, *, out: None = None) -> NDArray[_SCT]: ...
+@overload
+def log_softmax(x: NDArray[_CSCT], axis: _Axis = None, *, out: None = None) -> NDArray[_CSCT]: ...
 @overload
 def log_softmax(x: ArrayLike, axis: _Axis = None, *, out: None = None) -> _FloatArray: ...
 

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.exceptions import AxisError
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
-from . import _core
+from . import _complex, _core
 
 __all__ = [
     "logsumexp",
@@ -196,15 +196,18 @@ def _direct_target(out: np.ndarray, cdt: np.dtype, axes, src: np.ndarray | None)
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None):
     """Compute the log of the sum of exponentials of input elements.
 
-    A drop-in replacement for :func:`scipy.special.logsumexp` for real input:
-    same signature, defaults and results, computed by C kernels in one read
-    pass over the data.
+    A drop-in replacement for :func:`scipy.special.logsumexp`: same
+    signature, defaults and results.  Real input is computed by C kernels in
+    one read pass over the data; complex `a` or `b` by a vectorised NumPy path
+    in complex128 with SciPy's algorithm and special values
+    (``csoftmax/_complex.py``).
 
     Parameters
     ----------
     a : array_like
-        Input array (real; integer input is computed in float64, float16 in
-        float32 and returned as float16).
+        Input array (integer input is computed in float64, float16 in
+        float32 and returned as float16; complex64 in complex128 and returned
+        as complex64).
     axis : None or int or tuple of ints, optional
         Axis or axes over which the sum is taken.  By default all elements.
     b : array_like, optional
@@ -224,7 +227,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
         `return_sign`).  A 0-d result is returned as a NumPy scalar (unless
         `out` is given).
     sgn : ndarray or scalar
-        Only if `return_sign`: +1, 0 or -1 (NaN where the result is NaN).
+        Only if `return_sign`: +1, 0 or -1 (NaN where the result is NaN); for
+        complex input the unit complex number ``sum / |sum|`` (imaginary part
+        in (-pi, pi]) while `res` is the real ``log|sum|``.  Complex results
+        without `return_sign` have their imaginary part in (-pi, pi].
 
     Notes
     -----
@@ -249,10 +255,11 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
             return r
     a = np.asarray(a)
     if b is not None:
-        _dtypes(a.dtype, "logsumexp")      # reject bool/complex/object a before promotion
         b = np.asarray(b)
-        if b.dtype.kind == "c":
-            raise TypeError("logsumexp: complex b is not supported")
+    if a.dtype.kind == "c" or (b is not None and b.dtype.kind == "c"):
+        return _logsumexp_complex(a, axis, b, keepdims, return_sign, out)
+    if b is not None:
+        _dtypes(a.dtype, "logsumexp")      # reject bool/object a before promotion
         cdt, rdt = _dtypes(np.result_type(a.dtype, b.dtype), "logsumexp")
         a, b = np.broadcast_arrays(a, b)
     else:
@@ -311,10 +318,46 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     return res, sign
 
 
+def _logsumexp_complex(a, axis, b, keepdims, return_sign, out):
+    """logsumexp with complex `a` or `b` (csoftmax/_complex.py: SciPy's results)."""
+    for v, what in ((a, "a"), (b, "b")):
+        if v is not None and v.dtype.kind not in ("iufc" if what == "a" else "biufc"):
+            raise TypeError(f"logsumexp: expected a real, integer or complex {what}, "
+                            f"got dtype {v.dtype}")
+    dt = a.dtype if b is None else np.result_type(a.dtype, b.dtype)
+    _, rdt = _complex.complex_dtypes(dt)
+    if b is not None:
+        a, b = np.broadcast_arrays(a, b)
+    if a.ndim == 0:
+        a = a.reshape(1)
+        b = None if b is None else b.reshape(1)
+    axes = _axes(axis, a.ndim)
+    res_shape = (tuple(1 if i in axes else n for i, n in enumerate(a.shape)) if keepdims
+                 else tuple(n for i, n in enumerate(a.shape) if i not in axes))
+    res_dt = np.dtype(rdt.char.lower()) if return_sign else rdt     # |sum| is real
+    if out is not None:
+        _check_out(out, res_shape, res_dt)
+    res, sgn = _complex.logsumexp(a, b, axes, return_sign)
+    res = res.reshape(res_shape)
+    if out is not None:
+        np.copyto(out, res, casting="unsafe")
+        res = out
+    else:
+        res = res.astype(res_dt, copy=False)
+        if res.ndim == 0:
+            res = res[()]
+    if not return_sign:
+        return res
+    sgn = sgn.reshape(res_shape).astype(rdt, copy=False)
+    return res, (sgn[()] if sgn.ndim == 0 else sgn)
+
+
 # --------------------------------------------------------------------------- softmax
 
 def _softmax_impl(x, axis, out, log: bool, name: str):
     x = np.asarray(x)
+    if x.dtype.kind == "c":
+        return _softmax_complex(x, axis, out, log)
     cdt, rdt = _dtypes(x.dtype, name)
     zero_d = x.ndim == 0
     xv = x.reshape(1) if zero_d else x
@@ -347,10 +390,25 @@ def _softmax_impl(x, axis, out, log: bool, name: str):
     return y
 
 
+def _softmax_complex(x, axis, out, log: bool):
+    """softmax / log_softmax of complex `x` (csoftmax/_complex.py)."""
+    _, rdt = _complex.complex_dtypes(x.dtype)
+    if out is not None:
+        _check_out(out, x.shape, rdt)
+    xv = x.reshape(1) if x.ndim == 0 else x
+    y = _complex.softmax(xv, _axes(axis, xv.ndim), log).reshape(x.shape)
+    if out is not None:
+        np.copyto(out, y, casting="unsafe")
+        return out
+    y = y.astype(rdt, copy=False)
+    return y[()] if x.ndim == 0 else y
+
+
 def softmax(x, axis=None, *, out=None):
     """Compute the softmax function, ``exp(x) / sum(exp(x))`` along `axis`.
 
-    A drop-in replacement for :func:`scipy.special.softmax` for real input.
+    A drop-in replacement for :func:`scipy.special.softmax` (complex input:
+    NumPy in complex128, shifted by the largest element as SciPy does).
 
     Parameters
     ----------
@@ -380,8 +438,9 @@ def softmax(x, axis=None, *, out=None):
 def log_softmax(x, axis=None, *, out=None):
     """Compute the logarithm of the softmax function along `axis`.
 
-    A drop-in replacement for :func:`scipy.special.log_softmax` for real
-    input, computed as ``(x - max) - log(sum(exp(x - max)))`` with the log
+    A drop-in replacement for :func:`scipy.special.log_softmax` (complex
+    input as SciPy: ``t - log(sum(exp(t)))``, ``t = x - max``); real input is
+    computed as ``(x - max) - log(sum(exp(x - max)))`` with the log
     term in the ``log1p`` form, so no precision is lost when one entry
     dominates.
 

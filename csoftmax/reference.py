@@ -25,7 +25,11 @@ Deliberate choices where SciPy has nothing sensible to copy:
   float64 array of the same shape (SciPy raises from ``np.max``).
 * ``logsumexp`` of an empty reduction returns ``-inf`` with sign ``-1``, which
   is what SciPy returns (its empty-input branch takes ``sign(-inf)``).
-* complex, bool and object inputs raise ``TypeError`` (csoftmax rejects them).
+* bool and object inputs raise ``TypeError`` (csoftmax rejects them); complex
+  input has references of its own, ``logsumexp_complex``, ``softmax_complex``
+  and ``log_softmax_complex``, for finite input (another algorithm than
+  csoftmax's complex path: shifted by the largest real part only, summed in
+  clongdouble).
 """
 
 import numpy as np
@@ -37,6 +41,9 @@ __all__ = [
     "log_softmax",
     "cross_entropy",
     "cross_entropy_with_grad",
+    "logsumexp_complex",
+    "softmax_complex",
+    "log_softmax_complex",
 ]
 
 _REDUCTIONS = ("none", "sum", "mean")
@@ -438,3 +445,68 @@ def _lse_zero_ignored(lse, target, ignore_index):
     if t.dtype.kind in "iu" and ignore_index is not None:
         lse = np.where(t == ignore_index, 0.0, lse)
     return lse
+
+
+# ---------------------------------------------------------------------------
+# complex input (finite values)
+# ---------------------------------------------------------------------------
+
+def _wrap_angle(x):
+    """Angles into (-pi, pi]."""
+    w = np.pi - np.mod(np.pi - np.asarray(x, dtype=np.float64), 2 * np.pi)
+    return np.where(np.abs(x) < np.pi, x, w)
+
+
+def _complex_rows(a, axes):
+    arr = np.asarray(a)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    axes = _axes(axes, arr.ndim)
+    rows, kept = _to_rows(arr.astype(np.clongdouble), axes)
+    return arr.shape, axes, rows, kept
+
+
+def logsumexp_complex(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """``log(sum(b * exp(a)))`` of finite complex input (principal branch:
+    imaginary part in (-pi, pi]), shifted by each row's largest real part and
+    summed in clongdouble; with ``return_sign``: ``(log|sum|, sum / |sum|)``."""
+    if b is not None:
+        a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
+    shape, axes, rows, kept = _complex_rows(a, axis)
+    w = None if b is None else _complex_rows(b, axis)[2]
+    r = rows.real.max(axis=1, keepdims=True)
+    terms = np.exp(rows - r)
+    tot = (terms if w is None else w * terms).sum(axis=1)
+    out_shape = _reduced_shape(shape, axes, keepdims)
+    mag = (np.log(np.abs(tot)) + r[:, 0]).astype(np.float64)
+    if return_sign:
+        ph = np.angle(tot).astype(np.float64)
+        return (_scalar_if_0d(mag.reshape(out_shape)),
+                _scalar_if_0d(np.exp(1j * ph).reshape(out_shape)))
+    res = mag + 1j * _wrap_angle(np.angle(tot).astype(np.float64))
+    return _scalar_if_0d(res.reshape(out_shape))
+
+
+def _complex_softmax(x, axis, log):
+    arr = np.asarray(x)
+    shape, axes, rows, kept = _complex_rows(arr, axis)
+    r = rows.real.max(axis=1, keepdims=True)
+    t = rows - r
+    tot = np.exp(t).sum(axis=1, keepdims=True)
+    res_rows = (t - np.log(tot)) if log else np.exp(t) / tot
+    keep_axes = [ax for ax in range(len(shape)) if ax not in axes]
+    moved = tuple(shape[ax] for ax in keep_axes) + tuple(shape[ax] for ax in axes)
+    res = np.transpose(res_rows.reshape(moved), np.argsort(keep_axes + list(axes)))
+    res = res.astype(np.complex128)
+    return res.reshape(arr.shape) if arr.ndim else res.reshape(())[()]
+
+
+def softmax_complex(x, axis=None):
+    """``exp(x) / sum(exp(x))`` of finite complex input, in clongdouble."""
+    return _complex_softmax(x, axis, False)
+
+
+def log_softmax_complex(x, axis=None):
+    """``log(softmax(x))`` of finite complex input, in clongdouble, up to a
+    multiple of ``2 pi i`` per row (compare imaginary parts modulo 2 pi)."""
+    return _complex_softmax(x, axis, True)

@@ -48,6 +48,16 @@ def main() -> None:
     lse_k, _ = csoftmax.logsumexp(x64, 1, None, True, True, out=keep)
     assert_type(lse_k, NDArray[np.float64])
     assert lse_k is keep
+    # complex input: complex results; with return_sign a real log|sum| and a unit sign
+    zc = (x64 + 1j * x64).astype(np.complex128)
+    assert_type(csoftmax.logsumexp(zc), np.complex128)
+    zl = csoftmax.logsumexp(zc, axis=1)
+    assert_type(zl, NDArray[np.complex128] | np.complex128)
+    zr, zs = csoftmax.logsumexp(zc, axis=1, return_sign=True)
+    assert_type(zs, NDArray[np.complex128] | np.complex128)
+    assert np.allclose(np.abs(zs), 1.0)
+    assert_type(csoftmax.softmax(zc, axis=1), NDArray[np.complex128])
+    assert_type(csoftmax.log_softmax(zc, axis=1), NDArray[np.complex128])
     flag: bool = bool(rng.integers(2))
     assert_type(csoftmax.logsumexp(x64, return_sign=flag), Any)
     print(float(csoftmax.logsumexp(np.arange(10.0))))
