@@ -50,52 +50,82 @@ CSM_INLINE D CSM_H(dlog1p)(D s)
  * Shared part of a tile: X[k] (lane j = row j, element k), M = row max,
  * acc = sum exp(x - M) over x != M (double), cnt = count of x == M.  E[k] gets
  * exp(X[k] - M) when E is not NULL.  Returns 0 if some lane's max is +-inf.
+ * When every lane's values lie within VEXPB_LO of its max (the usual case),
+ * the bounded exp runs four vectors at a time (the same bits as VEXP there,
+ * csm_exp.h); each group of four terms is summed in T and added into the
+ * double sums once (float32: at most 3 roundings of a group before it is
+ * carried in double).
  */
+#  ifndef CSM_TILE_NX
+#    define CSM_TILE_NX 4
+#  endif
+/* the double sums: two register-width halves of lanes for float32 */
+#  if CSM_IS_F32
+#    define CSM_TILE_SUMS csm_v_f64 aL = {0}, aH = {0}, nL = {0}, nH = {0}
+#    define CSM_TILE_ADD(d, is)                                                    \
+        do {                                                                       \
+            aL += csm_widen_lo_f32(d);                                             \
+            aH += csm_widen_hi_f32(d);                                             \
+            nL += csm_widen_lo_f32(is);                                            \
+            nH += csm_widen_hi_f32(is);                                            \
+        } while (0)
+#    define CSM_TILE_FINISH(a, n)                                                  \
+        do {                                                                       \
+            memcpy(&(a), &aL, sizeof aL);                                          \
+            memcpy((char *)&(a) + sizeof aL, &aH, sizeof aH);                      \
+            memcpy(&(n), &nL, sizeof nL);                                          \
+            memcpy((char *)&(n) + sizeof nL, &nH, sizeof nH);                      \
+        } while (0)
+#  else
+#    define CSM_TILE_SUMS V aS = VSPLAT(0), nS = VSPLAT(0)
+#    define CSM_TILE_ADD(d, is) (aS += (d), nS += (is))
+#    define CSM_TILE_FINISH(a, n) ((a) = aS, (n) = nS)
+#  endif
+
 CSM_INLINE int CSM_H(tile_core)(const T *const *p, ptrdiff_t c, V *E, V *Mo, D *acc, D *cnt)
 {
     V X[CSM_TILE_MAXC];
-    V M = VSPLAT(-(T)INFINITY);
+    V M = VSPLAT(-(T)INFINITY), MN = VSPLAT((T)INFINITY);
     for (ptrdiff_t k = 0; k < c; k++) {
         V v = {0};
         for (int j = 0; j < VL; j++) v[j] = p[j][k];
         X[k] = v;
         M = VMAX(v, M);
+        MN = VMIN(v, MN);
     }
-    int ok = 1;
-    for (int j = 0; j < VL; j++) ok &= (M[j] > -(T)INFINITY) & (M[j] < (T)INFINITY);
-    if (!ok) return 0;
-    D a = CSM_H(dsplat)(0.0), n = a;
-#  if CSM_IS_F32
-    /* the same sums, lane by lane, in two register-width halves */
-    csm_v_f64 aL = {0}, aH = {0}, nL = {0}, nH = {0};
-    for (ptrdiff_t k = 0; k < c; k++) {
-        V e = VEXP(X[k] - M);
+    if (VANYM(~(VMASK(M > VSPLAT(-(T)INFINITY)) & VMASK(M < VSPLAT((T)INFINITY))))) return 0;
+    const int bnd = !VANYM(~VMASK(MN - M >= VSPLAT((T)VEXPB_LO)));
+    D a, n;
+    CSM_TILE_SUMS;
+    ptrdiff_t k = 0;
+    if (bnd)
+        for (; k + CSM_TILE_NX <= c; k += CSM_TILE_NX) {
+            V d[CSM_TILE_NX], e[CSM_TILE_NX], is[CSM_TILE_NX];
+            for (int i = 0; i < CSM_TILE_NX; i++) d[i] = X[k + i] - M;
+            VEXPBN(d, e, CSM_TILE_NX);
+            for (int i = 0; i < CSM_TILE_NX; i++) {
+                is[i] = VIS1(X[k + i], M);
+                if (E) E[k + i] = e[i];
+            }
+            /* exact where is == 1 (e == 1 there) */
+            V gs = ((e[0] - is[0]) + (e[1] - is[1])) + ((e[2] - is[2]) + (e[3] - is[3]));
+            CSM_TILE_ADD(gs, (is[0] + is[1]) + (is[2] + is[3]));
+        }
+    for (; k < c; k++) {
+        V e = bnd ? VEXPB(X[k] - M) : VEXP(X[k] - M);
         V is = VIS1(X[k], M);
-        V d = e - is;
-        aL += csm_widen_lo_f32(d);
-        aH += csm_widen_hi_f32(d);
-        nL += csm_widen_lo_f32(is);
-        nH += csm_widen_hi_f32(is);
+        CSM_TILE_ADD(e - is, is);
         if (E) E[k] = e;
     }
-    memcpy(&a, &aL, sizeof aL);
-    memcpy((char *)&a + sizeof aL, &aH, sizeof aH);
-    memcpy(&n, &nL, sizeof nL);
-    memcpy((char *)&n + sizeof nL, &nH, sizeof nH);
-#  else
-    for (ptrdiff_t k = 0; k < c; k++) {
-        V e = VEXP(X[k] - M);
-        V is = VIS1(X[k], M);
-        a += CSM_WIDEN_T(e - is);
-        n += CSM_WIDEN_T(is);
-        if (E) E[k] = e;
-    }
-#  endif
+    CSM_TILE_FINISH(a, n);
     *Mo = M;
     *acc = a;
     *cnt = n;
     return 1;
 }
+#  undef CSM_TILE_SUMS
+#  undef CSM_TILE_ADD
+#  undef CSM_TILE_FINISH
 
 /* Row pointers of the VL rows r0.. of a batch. */
 CSM_INLINE void CSM_H(tile_rows)(const T *x, csm_shape sh, csm_strides xs, ptrdiff_t r0,
