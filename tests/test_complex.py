@@ -182,6 +182,11 @@ def test_dtypes_and_scalars():
     assert csoftmax.softmax(np.complex128(3j)) == 1.0
     assert csoftmax.logsumexp(np.zeros((0,), np.complex128)) == -np.inf
     assert csoftmax.softmax(np.zeros((2, 0), np.complex64)).shape == (2, 0)
+    # deliberate difference (README): an empty reduction with return_sign gives a real
+    # -inf like every other complex return_sign result (SciPy: a complex -inf+0j)
+    r0, s0 = csoftmax.logsumexp(np.zeros((2, 0), np.complex64), axis=1, return_sign=True)
+    assert r0.dtype == np.float32 and np.all(r0 == -np.inf)
+    assert s0.dtype == np.complex64 and np.all(np.isnan(s0))
 
 
 def test_out_for_complex():
