@@ -32,7 +32,11 @@ def test_scipy_logsumexp_test_module_passes_on_csoftmax(tmp_path):
     path = _scipy_test_module()
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     report = tmp_path / "report.xml"
-    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "scipy_suite"))
+    # the plugin's directory ahead of what the parent had (the emulated AVX-512
+    # run, tools/avx512_emu.sh, puts its runner on PYTHONPATH)
+    path_dirs = [os.path.join(HERE, "scipy_suite")] + \
+        [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path_dirs))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "csm_scipy_suite_plugin",
          "-p", "no:cacheprovider", "-c", str(tmp_path / "pytest.ini"),
