@@ -438,6 +438,23 @@ CSM_INLINE void CSM_H(col_put)(T *p, ptrdiff_t ps, ptrdiff_t nl, const csm_v_f64
         CSM_H(cstore)(p + j * VL * ps, ps, nl - j * VL, CSM_H(narrow)(v + j * ND));
 }
 
+/* The last pass's factor of chunk q, per lane: g (double, per lane) times
+ * exp(cm_q - M), the rescaling of the chunk's exps to the row max (none with
+ * one chunk) */
+CSM_INLINE void CSM_H(col_factor)(const CSM_H(colst) *st, ptrdiff_t q, const csm_v_f64 *g,
+                                   V *F)
+{
+    for (int j = 0; j < CSM_COL_NV; j++) {
+        csm_v_f64 cmd[ND], f[ND];
+        CSM_H(widen)(st->cm[q][j], cmd);
+        for (int i = 0; i < ND; i++) {
+            const int n = j * ND + i;
+            f[i] = st->nch == 1 ? g[n] : csm_vexp_f64(cmd[i] - st->M[n]) * g[n];
+        }
+        F[j] = CSM_H(narrow)(f);
+    }
+}
+
 /* ---- logsumexp / softmax / log_softmax ------------------------------------- */
 
 /*
@@ -516,21 +533,15 @@ static int CSM_H(cols_rows)(const csm_colgeo *g, const T *x, csm_strides xs0, T 
             CSM_H(col_put)(yb, ys.s1, nl, out);
             continue;
         }
+        /* softmax: exp(cm - M) / (cnt + s) */
+        csm_v_f64 inv[NDV];
+        if (op == 1)
+            for (int i = 0; i < NDV; i++) inv[i] = DSPLAT(1.0) / (st.cnt[i] + st.s[i]);
         for (ptrdiff_t q = 0; q < st.nch; q++) {
             const ptrdiff_t k0 = q * st.K, k1 = k0 + st.K < c ? k0 + st.K : c;
             if (op == 1) {
-                /* exp(cm - M) / (cnt + s), one exp only with several chunks */
                 V F[CSM_COL_NV];
-                for (int j = 0; j < CSM_COL_NV; j++) {
-                    csm_v_f64 cmd[ND], f[ND];
-                    CSM_H(widen)(st.cm[q][j], cmd);
-                    for (int i = 0; i < ND; i++) {
-                        const int n = j * ND + i;
-                        csm_v_f64 inv = DSPLAT(1.0) / (st.cnt[n] + st.s[n]);
-                        f[i] = st.nch == 1 ? inv : csm_vexp_f64(cmd[i] - st.M[n]) * inv;
-                    }
-                    F[j] = CSM_H(narrow)(f);
-                }
+                CSM_H(col_factor)(&st, q, inv, F);
 #define CSM_SCALE_LOOP(FY)                                                           \
                 for (ptrdiff_t k = k0; k < k1; k++)                                  \
                     for (int j = 0; j < CSM_COL_NV; j++) {                           \
@@ -584,6 +595,14 @@ CSM_INLINE void CSM_H(cap_lanes)(double *zt, T cap, T icap)
         memcpy(zl + j * VL, &v, sizeof v);
     }
     for (int l = 0; l < CSM_COL_NL; l++) zt[l] = (double)zl[l];
+}
+
+/* z'_T of the nl lanes, at offsets off from the block's first element */
+CSM_INLINE void CSM_H(col_zt)(const T *zb, const ptrdiff_t *off, ptrdiff_t nl, int capped,
+                               T cap, T icap, double *zt)
+{
+    for (ptrdiff_t l = 0; l < nl; l++) zt[l] = (double)zb[off[l]];
+    if (capped) CSM_H(cap_lanes)(zt, cap, icap);
 }
 
 /* lane values (CSM_COL_NL doubles) as double vectors, and back */
@@ -670,15 +689,7 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
         /* z_T: read after the passes, from cache, unless they may overwrite
          * it (in place without the scratch block of exps) */
         const int zt_late = !(inplace && !eb);
-#define CSM_READ_ZT()                                                             \
-        do {                                                                      \
-            if (labels)                                                           \
-                for (ptrdiff_t l = 0; l < nl; l++) zt[l] = (double)zb[off[l]];    \
-        } while (0)
-        if (!zt_late) CSM_READ_ZT();
-        if (labels && capped && !zt_late) {
-            CSM_H(cap_lanes)(zt, cap, icap);
-        }
+        if (labels && !zt_late) CSM_H(col_zt)(zb, off, nl, capped, cap, icap, zt);
         U ignm[CSM_COL_NV];
         for (int j = 0; j < CSM_COL_NV && nskip; j++) {
             U m = {0};
@@ -694,13 +705,7 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
                             gb != NULL, soft, &tp, capped, cap, vb, eb,
                             CSM_H(col_next)(z, zs, g, b, nb),
                             gb ? CSM_H(col_next)(grad, gs, g, b, nb) : NULL, inplace, &st);
-        if (zt_late) {
-            CSM_READ_ZT();
-            if (labels && capped) {
-                CSM_H(cap_lanes)(zt, cap, icap);
-            }
-        }
-#undef CSM_READ_ZT
+        if (labels && zt_late) CSM_H(col_zt)(zb, off, nl, capped, cap, icap, zt);
         if (st.special) {         /* Design 4 */
             for (ptrdiff_t l = 0; l < nl; l++) {
                 const ptrdiff_t r = csm_col_flat(g, io, p0 + l);
@@ -770,17 +775,8 @@ static int CSM_H(cols_xent)(const csm_colgeo *g, const T *z, csm_strides zs0,
         const V vic = VSPLAT(icap), vone = VSPLAT(1);
         for (ptrdiff_t q = 0; q < st.nch; q++) {
             const ptrdiff_t k0 = q * st.K, k1 = k0 + st.K < c ? k0 + st.K : c;
-            V FA[CSM_COL_NV];
-            for (int j = 0; j < CSM_COL_NV; j++) {
-                csm_v_f64 cmd[ND], f[ND];
-                CSM_H(widen)(st.cm[q][j], cmd);
-                for (int i = 0; i < ND; i++) {
-                    const int n = j * ND + i;
-                    f[i] = st.nch == 1 ? GA[n] : csm_vexp_f64(cmd[i] - st.M[n]) * GA[n];
-                }
-                /* ignored lanes: g0 = 0, so 0 (their e are finite) */
-                FA[j] = CSM_H(narrow)(f);
-            }
+            V FA[CSM_COL_NV];      /* ignored lanes: g0 = 0, so 0 (their e are finite) */
+            CSM_H(col_factor)(&st, q, GA, FA);
 #define CSM_GRAD_LOOP(FG)                                                        \
             for (ptrdiff_t k = k0; k < k1; k++)                                  \
                 for (int j = 0; j < CSM_COL_NV; j++) {                           \
