@@ -32,6 +32,9 @@ __all__ = [
 
 _SCT = TypeVar("_SCT", bound=np.floating[Any])
 _CSCT = TypeVar("_CSCT", bound=np.complexfloating[Any, Any])
+# real or complex: logsumexp without b, softmax and log_softmax keep the input's type
+_ISCT = TypeVar("_ISCT", bound=np.inexact[Any])
+_Complex = np.complexfloating[Any, Any]
 _ArrayT = TypeVar("_ArrayT", bound=NDArray[Any])
 
 _Float = np.floating[Any]
@@ -66,45 +69,35 @@ def logsumexp(
 ) -> _ArrayT: ...
 @overload
 def logsumexp(
-    a: NDArray[_SCT],
+    a: NDArray[_ISCT],
     axis: None = None,
     b: None = None,
     keepdims: Literal[False] = False,
     return_sign: Literal[False] = False,
     *,
     out: None = None,
-) -> _SCT: ...
+) -> _ISCT: ...
 @overload
 def logsumexp(
-    a: NDArray[_SCT],
+    a: NDArray[_ISCT],
     axis: _Axis = None,
     b: None = None,
     keepdims: bool = False,
     return_sign: Literal[False] = False,
     *,
     out: None = None,
-) -> NDArray[_SCT] | _SCT: ...
-# complex a: complex results (csoftmax/_complex.py)
+) -> NDArray[_ISCT] | _ISCT: ...
+# complex a with b: complex results, of the promoted dtype (csoftmax/_complex.py)
 @overload
 def logsumexp(
-    a: NDArray[_CSCT],
-    axis: None = None,
-    b: ArrayLike | None = None,
-    keepdims: Literal[False] = False,
-    return_sign: Literal[False] = False,
-    *,
-    out: None = None,
-) -> _CSCT: ...
-@overload
-def logsumexp(
-    a: NDArray[_CSCT],
+    a: NDArray[_Complex],
     axis: _Axis = None,
     b: ArrayLike | None = None,
     keepdims: bool = False,
     return_sign: Literal[False] = False,
     *,
     out: None = None,
-) -> NDArray[_CSCT] | _CSCT: ...
+) -> NDArray[_Complex] | _Complex: ...
 @overload
 def logsumexp(
     a: ArrayLike,
@@ -229,9 +222,7 @@ def softmax(x: _SCT, axis: _Axis = None, *, out: None = None) -> _SCT: ...
 @overload
 def softmax(x: _Scalar, axis: _Axis = None, *, out: None = None) -> _Float: ...
 @overload
-def softmax(x: NDArray[_SCT], axis: _Axis = None, *, out: None = None) -> NDArray[_SCT]: ...
-@overload
-def softmax(x: NDArray[_CSCT], axis: _Axis = None, *, out: None = None) -> NDArray[_CSCT]: ...
+def softmax(x: NDArray[_ISCT], axis: _Axis = None, *, out: None = None) -> NDArray[_ISCT]: ...
 @overload
 def softmax(x: ArrayLike, axis: _Axis = None, *, out: None = None) -> _FloatArray: ...
 @overload
@@ -241,9 +232,7 @@ def log_softmax(x: _SCT, axis: _Axis = None, *, out: None = None) -> _SCT: ...
 @overload
 def log_softmax(x: _Scalar, axis: _Axis = None, *, out: None = None) -> _Float: ...
 @overload
-def log_softmax(x: NDArray[_SCT], axis: _Axis = None, *, out: None = None) -> NDArray[_SCT]: ...
-@overload
-def log_softmax(x: NDArray[_CSCT], axis: _Axis = None, *, out: None = None) -> NDArray[_CSCT]: ...
+def log_softmax(x: NDArray[_ISCT], axis: _Axis = None, *, out: None = None) -> NDArray[_ISCT]: ...
 @overload
 def log_softmax(x: ArrayLike, axis: _Axis = None, *, out: None = None) -> _FloatArray: ...
 
