@@ -364,6 +364,17 @@ def grad_scale(p, t_sum, t):
 LAYOUTS = ("C", "F", "strided", "negstride", "broadcast", "readonly")
 
 
+def random_targets(rng, shape, soft, dtype, axis=1):
+    """Cross-entropy targets for logits of `shape` with the class axis `axis`:
+    probabilities along it (`soft`, of `dtype`) or integer labels of the shape
+    without it."""
+    if soft:
+        t = rng.random(shape)
+        t /= t.sum(axis=axis, keepdims=True)
+        return t.astype(dtype)
+    return rng.integers(0, shape[axis], shape[:axis] + shape[axis + 1:])
+
+
 def with_layout(base, layout):
     """An array equal to ``base`` (except "broadcast", see below) with the
     requested memory layout:

@@ -21,7 +21,8 @@ import pytest
 
 import csoftmax
 from csoftmax_testsupport import (
-    assert_close, grad_scale, load_reference, log_softmax_scale, loss_scale, lse_scale)
+    assert_close, grad_scale, load_reference, log_softmax_scale, loss_scale, lse_scale,
+    random_targets)
 
 ref = load_reference()
 FLOATS = ("float32", "float64")
@@ -318,12 +319,8 @@ def test_options_against_reference(shape, opts, soft, dtype):
     c = shape[1]
     x = (rng.standard_normal(shape) * 2.5).astype(dtype)
     bshape = (shape[0],) + shape[2:]
-    if soft:
-        t = rng.random(shape)
-        t /= t.sum(axis=1, keepdims=True)
-        t = t.astype(dtype)
-    else:
-        t = rng.integers(0, c, bshape)
+    t = random_targets(rng, shape, soft, dtype)
+    if not soft:
         t.reshape(-1)[::5] = kw.get("ignore_index", -100)
     if kw.get("weight") == "w":
         kw["weight"] = (rng.random(c) + 0.2).astype(dtype)

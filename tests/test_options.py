@@ -12,6 +12,7 @@ import pytest
 
 import csoftmax as cs
 from csoftmax import reference as R
+from csoftmax_testsupport import random_targets
 
 TOL_LOSS = {np.float64: 1e-12, np.float32: 1e-5}
 TOL_GRAD = {np.float64: 1e-12, np.float32: 1e-6}     # absolute, relative to max |grad|
@@ -41,14 +42,9 @@ def _abs_scaled(a, b):
 
 def _problem(rng, dtype, soft, ignore, kdim, n=6, c=7):
     shape = (n, c, 3) if kdim else (n, c)
-    bshape = (n, 3) if kdim else (n,)
     z = (rng.standard_normal(shape) * 2.5).astype(dtype)
-    if soft:
-        t = rng.random(shape)
-        t /= t.sum(axis=1, keepdims=True)
-        t = t.astype(dtype)
-    else:
-        t = rng.integers(0, c, bshape)
+    t = random_targets(rng, shape, soft, dtype)
+    if not soft:
         if ignore == "some":
             t.reshape(-1)[::3] = -100
         elif ignore == "all":
