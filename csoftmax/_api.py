@@ -165,6 +165,13 @@ def _axes(axis, ndim: int) -> tuple[int, ...]:
     return (normalize_axis_index(ax, ndim),)
 
 
+def _reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool):
+    """`shape` without `axes` (kept as 1 with keepdims)."""
+    if keepdims:
+        return tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
 def _check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
@@ -269,9 +276,8 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
         if b is not None:
             b = b.reshape(1)
     axes = _axes(axis, a.ndim)
-    batch_shape = tuple(n for i, n in enumerate(a.shape) if i not in axes)
-    res_shape = (tuple(1 if i in axes else n for i, n in enumerate(a.shape))
-                 if keepdims else batch_shape)
+    batch_shape = _reduced_shape(a.shape, axes, False)
+    res_shape = _reduced_shape(a.shape, axes, keepdims)
     if out is not None:
         _check_out(out, res_shape, rdt)
 
@@ -320,10 +326,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
 
 def _logsumexp_complex(a, axis, b, keepdims, return_sign, out):
     """logsumexp with complex `a` or `b` (csoftmax/_complex.py: SciPy's results)."""
-    for v, what in ((a, "a"), (b, "b")):
-        if v is not None and v.dtype.kind not in ("iufc" if what == "a" else "biufc"):
-            raise TypeError(f"logsumexp: expected a real, integer or complex {what}, "
-                            f"got dtype {v.dtype}")
+    if a.dtype.kind not in "iufc":
+        raise TypeError(f"logsumexp: expected a real, integer or complex a, got dtype {a.dtype}")
+    if b is not None and b.dtype.kind not in "biufc":
+        raise TypeError(f"logsumexp: expected a real, integer or complex b, got dtype {b.dtype}")
     dt = a.dtype if b is None else np.result_type(a.dtype, b.dtype)
     _, rdt = _complex.complex_dtypes(dt)
     if b is not None:
@@ -332,8 +338,7 @@ def _logsumexp_complex(a, axis, b, keepdims, return_sign, out):
         a = a.reshape(1)
         b = None if b is None else b.reshape(1)
     axes = _axes(axis, a.ndim)
-    res_shape = (tuple(1 if i in axes else n for i, n in enumerate(a.shape)) if keepdims
-                 else tuple(n for i, n in enumerate(a.shape) if i not in axes))
+    res_shape = _reduced_shape(a.shape, axes, keepdims)
     res_dt = np.dtype(rdt.char.lower()) if return_sign else rdt     # |sum| is real
     if out is not None:
         _check_out(out, res_shape, res_dt)
