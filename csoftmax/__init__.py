@@ -4,7 +4,9 @@ The work is done by hand-written C row kernels (``src_c/``), dispatched at
 import to the best of baseline / AVX2 / AVX-512 that the CPU supports
 (``CSOFTMAX_ISA=scalar|avx2|avx512`` forces a lower path), and exposed with
 SciPy's signatures (``logsumexp``, ``softmax``, ``log_softmax``) plus a fused
-cross-entropy loss + gradient (``cross_entropy``, ``cross_entropy_with_grad``).
+cross-entropy loss + gradient (``cross_entropy``, ``cross_entropy_with_grad``)
+and its fusion with a linear layer that never holds the logits
+(``linear_cross_entropy``, ``linear_cross_entropy_with_grad``).
 ``csoftmax.reference`` holds the pure-NumPy float64 definitions the tests
 compare against.
 """
@@ -16,6 +18,7 @@ from ._api import (
     logsumexp,
     softmax,
 )
+from ._linear import linear_cross_entropy, linear_cross_entropy_with_grad
 from . import _core
 
 __all__ = [
@@ -25,6 +28,8 @@ __all__ = [
     "log_softmax",
     "cross_entropy",
     "cross_entropy_with_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "show_config",
     "set_num_threads",
 ]

@@ -16,6 +16,10 @@ not speed, and shares no code with the compiled extension:
   gradient is ``sum(t) * softmax(z) - t``.  The options (class and sample
   weights, ignore_index, label smoothing, z-loss, soft-capping) follow
   PyTorch's ``F.cross_entropy`` formulas, written out in ``_cross_entropy``.
+* ``linear_cross_entropy(_with_grad)`` materialises the logits
+  ``x @ weight.T + bias`` in float64 and applies ``_cross_entropy`` to them;
+  the gradients follow by the chain rule: ``dx = g @ weight``,
+  ``dweight = g.T @ x``, ``dbias = g.sum(0)`` with ``g`` the logits' gradient.
 * ``log_softmax`` uses the log1p form for rows with a finite maximum, so the
   reference is accurate where one entry dominates (SciPy's formula is not).
 
@@ -41,6 +45,8 @@ __all__ = [
     "log_softmax",
     "cross_entropy",
     "cross_entropy_with_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "logsumexp_complex",
     "softmax_complex",
     "log_softmax_complex",
@@ -445,6 +451,52 @@ def _lse_zero_ignored(lse, target, ignore_index):
     if t.dtype.kind in "iu" and ignore_index is not None:
         lse = np.where(t == ignore_index, 0.0, lse)
     return lse
+
+
+# ---------------------------------------------------------------------------
+# fused linear + cross-entropy (the logits materialised)
+# ---------------------------------------------------------------------------
+
+def _linear_logits(x, weight, bias):
+    xx = _as_float64(x, "x")
+    w = _as_float64(weight, "weight")
+    if w.ndim != 2 or xx.ndim < 1 or xx.shape[-1] != w.shape[1]:
+        raise ValueError(f"x {xx.shape} and weight {w.shape} do not fit (weight is (V, D))")
+    x2 = xx.reshape(int(np.prod(xx.shape[:-1])), w.shape[1])
+    z = x2 @ w.T
+    if bias is not None:
+        z = z + _as_float64(bias, "bias")
+    return xx.shape, x2, w, z.reshape(xx.shape[:-1] + (w.shape[0],))
+
+
+def linear_cross_entropy(x, weight, target, *, bias=None, class_weight=None,
+                         sample_weight=None, ignore_index=-100, reduction="mean",
+                         label_smoothing=0.0, z_loss=0.0, softcap=None, return_lse=False):
+    """``cross_entropy(x @ weight.T + bias, target, weight=class_weight, ...)``."""
+    _, _, _, z = _linear_logits(x, weight, bias)
+    return cross_entropy(z, target, axis=-1, weight=class_weight,
+                         sample_weight=sample_weight, ignore_index=ignore_index,
+                         reduction=reduction, label_smoothing=label_smoothing,
+                         z_loss=z_loss, softcap=softcap, return_lse=return_lse)
+
+
+def linear_cross_entropy_with_grad(x, weight, target, *, bias=None, class_weight=None,
+                                   sample_weight=None, ignore_index=-100, reduction="mean",
+                                   label_smoothing=0.0, z_loss=0.0, softcap=None,
+                                   return_lse=False, grad_scale=1.0):
+    """``(loss, dx, dweight[, dbias][, lse])`` by the chain rule through the
+    materialised logits."""
+    xshape, x2, w, z = _linear_logits(x, weight, bias)
+    r = cross_entropy_with_grad(z, target, axis=-1, weight=class_weight,
+                                sample_weight=sample_weight, ignore_index=ignore_index,
+                                reduction=reduction, label_smoothing=label_smoothing,
+                                z_loss=z_loss, softcap=softcap, return_lse=return_lse,
+                                grad_scale=grad_scale)
+    g = r[1].reshape(-1, w.shape[0])
+    grads = [(g @ w).reshape(xshape), g.T @ x2]
+    if bias is not None:
+        grads.append(g.sum(axis=0))
+    return (r[0], *grads) + ((r[2],) if return_lse else ())
 
 
 # ---------------------------------------------------------------------------

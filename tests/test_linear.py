@@ -1,0 +1,547 @@
+"""Fused linear + cross-entropy against the float64 reference that materialises the logits.
+
+Tolerances: float64 results must match to ~1e-12 relative; float32 results
+carry the BLAS's float32 rounding of the logits (each logit is a D-term dot
+product), so their bounds scale with ``E = D * max_v (|x| @ |W|.T)_v`` (the
+worst-case logit error is ~E * 2**-24) and, for the gradients of W and x, with
+the number of terms of the second product (N resp. V).  The chunk-size bound
+of the README is checked in ``test_chunk_size_bound``.
+"""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import csoftmax
+from csoftmax_testsupport import load_reference
+
+ref = load_reference()
+
+OPTION_SETS = {
+    "plain": {},
+    "class_weight": {"class_weight": "w"},
+    "sample_weight": {"sample_weight": "s"},
+    "smoothing": {"label_smoothing": 0.2},
+    "z_loss": {"z_loss": 1e-3},
+    "softcap": {"softcap": 3.0},
+    "everything": {"class_weight": "w", "sample_weight": "s", "label_smoothing": 0.1,
+                   "z_loss": 1e-2, "softcap": 5.0},
+}
+_U = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
+
+
+def _problem(rng, lead, d, v, dtype, *, bias=True, ignore_frac=0.25, soft=False):
+    x = (rng.standard_normal(lead + (d,)) * 0.5).astype(dtype)
+    w = (rng.standard_normal((v, d)) / np.sqrt(max(d, 1))).astype(dtype)
+    b = (rng.standard_normal(v) * 0.1).astype(dtype) if bias else None
+    if soft:
+        t = rng.random(lead + (v,))
+        t /= t.sum(axis=-1, keepdims=True)
+        t = t.astype(dtype)
+    else:
+        t = rng.integers(0, v, lead)
+        if ignore_frac:
+            t = np.where(rng.random(lead) < ignore_frac, -100, t)
+    return x, w, b, t
+
+
+def _opts(spec, rng, lead, v):
+    o = dict(spec)
+    if o.get("class_weight") == "w":
+        o["class_weight"] = rng.uniform(0.2, 2.0, v)
+    if o.get("sample_weight") == "s":
+        o["sample_weight"] = rng.uniform(0.0, 2.0, lead)
+    return o
+
+
+def _ref_logits(x, w, b, opts):
+    n = int(np.prod(np.shape(x)[:-1]))
+    z = np.asarray(x, np.float64).reshape(n, w.shape[1]) @ np.asarray(w, np.float64).T
+    if b is not None:
+        z = z + np.asarray(b, np.float64)
+    return z
+
+
+def assert_linear_close(got, x, w, b, t, opts, *, dtype, what, n_chunks=1, acc64=False,
+                        return_lse=False, grad_scale=1.0):
+    """(loss, dx, dW[, db][, lse]) against the reference, with first-order error bounds.
+
+    With u the unit roundoff of the compute dtype, row i's logits carry an
+    error delta_i <= D u max_v (|x_i| @ |W|.T)_v (the BLAS's dot products), so
+    the logits' gradient G moves by |dG_iv| <= 2 delta_i (|G_iv| + S_i P_iv)
+    (S_i = sum_v |G_iv|, P = softmax); dx = G @ W and dW = G.T @ x add their
+    own rounding (V resp. N + chunks terms).  Each bound gets a factor 16.
+    """
+    dtype = np.dtype(dtype)
+    cdt = np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64)
+    u = _U[cdt]
+    reduction = opts.get("reduction", "mean")
+    exp = ref.linear_cross_entropy_with_grad(x, w, t, bias=b, return_lse=return_lse,
+                                             grad_scale=grad_scale, **opts)
+    d, v = w.shape[1], w.shape[0]
+    n = int(np.prod(np.shape(x)[:-1]))
+    x64 = np.abs(np.asarray(x, np.float64)).reshape(n, d)
+    w64 = np.abs(np.asarray(w, np.float64))
+    z = _ref_logits(x, w, b, opts)
+    lead = np.shape(x)[:-1]
+    t3 = np.asarray(t)
+    tt = t3.reshape(-1, v) if t3.dtype.kind == "f" else t3.reshape(-1)
+    o2 = {("weight" if k == "class_weight" else k):
+          (np.asarray(a).reshape(-1) if k == "sample_weight" else a)
+          for k, a in opts.items() if k != "reduction"}
+    if np.ndim(grad_scale):
+        grad_scale = np.asarray(grad_scale).reshape(-1)
+    with np.errstate(all="ignore"):
+        G = ref.cross_entropy_with_grad(z, tt, reduction=reduction, grad_scale=grad_scale,
+                                        **o2)[1] if n else np.zeros((0, v))
+        Gn = ref.cross_entropy_with_grad(z, tt, reduction="none", **o2)[1] if n else G
+        G = np.nan_to_num(G) if reduction == "mean" and not np.isfinite(exp[0]) else G
+        zc = z if opts.get("softcap") is None else opts["softcap"] * np.tanh(z / opts["softcap"])
+        P = ref.softmax(zc, axis=-1) if n and v else np.zeros_like(z)
+        delta = d * u * ((x64 @ w64.T).max(axis=1) if v else np.zeros(n))        # (n,)
+        aG = np.abs(G)
+        f = _row_factor(opts, reduction, grad_scale, tt, zc, n, v)
+        T = np.zeros((n, v))
+        if tt.ndim == 2:
+            T = np.abs(tt)
+        else:
+            ok = (tt >= 0) & (tt < v)
+            T[np.flatnonzero(ok), tt[ok]] = 1.0
+        # the logits' error moves G; the kernel's own rounding is a few u of f (P + T)
+        Bg = (2 * delta[:, None] * (aG + aG.sum(axis=1, keepdims=True) * P)
+              + 8 * u * f[:, None] * (P + T + 1.0 / max(v, 1)))
+        L = np.abs(Gn).sum(axis=1) * delta                     # per-sample loss error
+    per_loss = np.abs(np.asarray(ref.linear_cross_entropy(
+        x, w, t, bias=b, **dict(opts, reduction="none")), np.float64)).reshape(-1)
+    if reduction == "none":
+        tol_loss = (L + 8 * u * per_loss).reshape(lead)
+    else:
+        tot = float(np.sum(L + 8 * u * per_loss))
+        if reduction == "mean":
+            s_sum = float(np.sum(np.asarray(ref.linear_cross_entropy(
+                x, w, t, bias=b, **dict(opts, reduction="sum")))))
+            tot = tot * (abs(float(exp[0])) / abs(s_sum) if s_sum else 1.0)
+        tol_loss = tot
+    acc = (n_chunks if not acc64 else 0) + n + 2
+    tols = [tol_loss,
+            (Bg @ w64 + (v + 2) * u * (aG @ w64)).reshape(np.shape(x)),
+            Bg.T @ x64 + acc * u * (aG.T @ x64)]
+    if b is not None:
+        tols.append(Bg.sum(axis=0) + acc * u * aG.sum(axis=0))
+    if return_lse:
+        lse_ref = np.abs(np.asarray(exp[-1], np.float64)).reshape(-1)
+        tols.append((delta + 8 * u * lse_ref).reshape(lead))
+    assert len(got) == len(exp) == len(tols), what
+    for k, (g, r, tol) in enumerate(zip(got, exp, tols)):
+        g = np.asarray(g)
+        r = np.asarray(r, np.float64)
+        assert g.shape == r.shape, f"{what}: output {k} shape {g.shape} != {r.shape}"
+        assert g.dtype == dtype, f"{what}: output {k} dtype {g.dtype} != {dtype}"
+        g64 = g.astype(np.float64)
+        np.testing.assert_array_equal(np.isnan(g64), np.isnan(r),
+                                      err_msg=f"{what}: NaN positions, output {k}")
+        fin = np.isfinite(r)
+        tol = 16 * np.broadcast_to(np.asarray(tol, np.float64), r.shape) \
+            + 4 * float(np.finfo(dtype).tiny)
+        diff = np.abs(g64 - r)
+        bad = fin & ~(diff <= tol)
+        assert not bad.any(), (
+            f"{what}: output {k}: {int(bad.sum())} of {r.size} out of tolerance, worst "
+            f"diff {float(diff[bad].max()):.3g} (tol there "
+            f"{float(tol[bad][np.argmax(diff[bad])]):.3g})")
+        inf = ~fin & ~np.isnan(r)
+        np.testing.assert_array_equal(g64[inf], r[inf], err_msg=f"{what}: inf, output {k}")
+    return exp
+
+
+def _row_factor(opts, reduction, grad_scale, tt, zc, n, v):
+    """An upper bound of each row's gradient factor: |grad_scale| s_i max(w) (1 + 2 alpha
+    |lse_i|), divided by the mean's denominator."""
+    sw = np.ones(n) if opts.get("sample_weight") is None else \
+        np.asarray(opts["sample_weight"], np.float64).reshape(-1)
+    cw = opts.get("class_weight")
+    wmax = 1.0 if cw is None else float(np.max(cw)) if v else 0.0
+    lse = ref.logsumexp(zc, axis=-1) if n and v else np.zeros(n)
+    gs = np.abs(np.broadcast_to(np.asarray(grad_scale, np.float64), (n,)))
+    f = gs * sw * wmax * (1 + 2 * opts.get("z_loss", 0.0) * np.abs(lse))
+    if tt.ndim == 2:
+        f = f * np.abs(tt).sum(axis=1)
+    if reduction == "mean":
+        if tt.ndim == 2:
+            den = sw.sum()
+        else:
+            ig = opts.get("ignore_index", -100)
+            keep = tt != ig if ig is not None else np.ones(n, bool)
+            wy = np.ones(n) if cw is None else np.asarray(cw, np.float64)[
+                np.clip(tt, 0, max(v - 1, 0))]
+            den = float(np.sum((sw * wy)[keep]))
+        f = f / den if den else f
+    return np.nan_to_num(f)
+
+
+def _check(x, w, t, b, opts, chunk_size, *, dtype, what, return_lse=False, grad_scale=1.0,
+           **kw):
+    """Run csoftmax and compare it with the reference; returns (got, expected)."""
+    got = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=chunk_size,
+                                                  return_lse=return_lse,
+                                                  grad_scale=grad_scale, **opts)
+    n_kept = int(np.prod(np.shape(x)[:-1]))
+    n_chunks = -(-n_kept // chunk_size) if chunk_size else 1
+    exp = assert_linear_close(got, x, w, b, t, opts, dtype=dtype, what=what,
+                              n_chunks=n_chunks, return_lse=return_lse,
+                              grad_scale=grad_scale, **kw)
+    return got, exp
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("opt_name", sorted(OPTION_SETS))
+def test_options_against_reference(opt_name, reduction, dtype):
+    rng = np.random.default_rng(abs(hash((opt_name, reduction, dtype))) % 2**32)
+    lead, d, v = (23,), 19, 37
+    x, w, b, t = _problem(rng, lead, d, v, dtype)
+    opts = _opts(OPTION_SETS[opt_name], rng, lead, v)
+    for cs in (1, 7, 1000, None):
+        got, _ = _check(x, w, t, b, dict(opts, reduction=reduction), cs, return_lse=True,
+                        dtype=dtype, what=f"{opt_name}/{reduction}/{dtype}/chunk={cs}")
+        loss_only = csoftmax.linear_cross_entropy(x, w, t, bias=b, chunk_size=cs,
+                                                  reduction=reduction, **opts)
+        # the forward-only call runs the same chunks through the same kernel
+        np.testing.assert_array_equal(loss_only, got[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("v", [1, 2, 17, 1000, 3001])
+def test_class_counts(v, soft, dtype):
+    rng = np.random.default_rng(v * 7 + soft)
+    lead, d = (29,), 24
+    x, w, b, t = _problem(rng, lead, d, v, dtype, soft=soft)
+    for cs in (1, 7, 64):
+        _check(x, w, t, b, {"label_smoothing": 0.05}, cs, dtype=dtype,
+               what=f"V={v}/soft={soft}/chunk={cs}")
+
+
+@pytest.mark.parametrize("lead", [(), (1,), (2, 5), (3, 4, 2)])
+def test_leading_shapes(lead):
+    rng = np.random.default_rng(len(lead))
+    x, w, b, t = _problem(rng, lead, 8, 11, np.float64, ignore_frac=0.0)
+    got, _ = _check(x, w, np.asarray(t), b, {"reduction": "none"}, 3, dtype=np.float64,
+                    what=f"lead={lead}")
+    assert got[1].shape == x.shape and got[2].shape == w.shape and got[3].shape == (11,)
+
+
+def test_grad_scale_array_and_scalar():
+    rng = np.random.default_rng(5)
+    x, w, b, t = _problem(rng, (4, 6), 9, 13, np.float64)
+    gs = rng.standard_normal((4, 6))
+    _check(x, w, t, b, {"reduction": "none"}, 5, grad_scale=gs, dtype=np.float64,
+           what="grad_scale array")
+    _check(x, w, t, b, {"reduction": "mean"}, 5, grad_scale=-2.5, dtype=np.float64,
+           what="grad_scale scalar")
+    with pytest.raises(ValueError, match="needs reduction='none'"):
+        csoftmax.linear_cross_entropy_with_grad(x, w, t, grad_scale=gs)
+
+
+def test_ignored_rows_and_all_ignored():
+    rng = np.random.default_rng(8)
+    x, w, b, t = _problem(rng, (10,), 6, 7, np.float64, ignore_frac=0.0)
+    t[[0, 3, 9]] = -100
+    loss, dx, dw, db = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=3)
+    assert np.all(dx[[0, 3, 9]] == 0)
+    assert_linear_close((loss, dx, dw, db), x, w, b, t, {}, dtype=np.float64, what="ignored")
+    # every sample ignored: "mean" divides by 0 -> NaN, gradients 0 (PyTorch's result;
+    # the reference's gradient would be 0 * NaN)
+    t[:] = -100
+    loss, dx, dw, db = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b)
+    assert np.isnan(loss)
+    assert not dx.any() and not dw.any() and not db.any()
+    for red in ("sum", "none"):
+        _check(x, w, t, b, {"reduction": red}, 4, dtype=np.float64, what=f"all ignored {red}")
+    # another ignore_index, and None (then -100 is an out-of-range label)
+    t2 = rng.integers(0, 7, 10)
+    t2[2] = 5
+    _check(x, w, t2, b, {"ignore_index": 5, "reduction": "sum"}, 4, dtype=np.float64,
+           what="ignore_index=5")
+    with pytest.raises(ValueError, match=r"label -100 at index \(0,\)"):
+        csoftmax.linear_cross_entropy(x, w, t, ignore_index=None)
+
+
+def test_ignored_rows_skip_the_gemms(monkeypatch):
+    """Ignored rows are dropped before the products: the GEMMs see only the others."""
+    import csoftmax._linear as lin
+    rng = np.random.default_rng(9)
+    x, w, b, t = _problem(rng, (12,), 5, 8, np.float64, ignore_frac=0.0)
+    t[::2] = -100
+    rows_seen = []
+    real_matmul = np.matmul
+
+    def spy(a, bb, out=None):
+        if np.shares_memory(bb, w):          # x_c @ W.T and g_c @ W: m rows each
+            rows_seen.append(a.shape[0])
+        return real_matmul(a, bb, out=out)
+
+    monkeypatch.setattr(lin.np, "matmul", spy)
+    try:
+        csoftmax.linear_cross_entropy_with_grad(x, w, t, chunk_size=4)
+    finally:
+        monkeypatch.undo()
+    assert sum(rows_seen) == 2 * 6, rows_seen     # forward (x W.T) and dx (g W), 6 rows each
+
+
+def test_soft_targets_and_out():
+    rng = np.random.default_rng(11)
+    x, w, b, t = _problem(rng, (3, 5), 7, 9, np.float32, soft=True)
+    out = (np.full(x.shape, np.nan, np.float32), np.full(w.shape, np.nan, np.float32),
+           np.full(9, np.nan, np.float32))
+    r = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=4, out=out)
+    assert r[1] is out[0] and r[2] is out[1] and r[3] is out[2]
+    assert_linear_close(r, x, w, b, t, {}, dtype=np.float32, n_chunks=4, what="soft out")
+    # non-contiguous out arrays are filled through a temporary
+    outF = (np.asfortranarray(np.zeros(x.shape, np.float32)),
+            np.zeros((18, 7), np.float32)[::2], np.zeros(9, np.float32))
+    r2 = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=4, out=outF)
+    for a, o in zip(r2[1:], outF):
+        assert a is o
+    for a, c in zip(r2[1:], r[1:]):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_layouts_of_x_and_weight():
+    rng = np.random.default_rng(12)
+    x, w, b, t = _problem(rng, (9,), 6, 10, np.float64)
+    base = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=4)
+    xs = np.zeros((18, 12))[::2, ::2]
+    xs[...] = x
+    for xx, ww in ((xs, w), (x, np.asfortranarray(w)), (x, w.T.copy().T),
+                   (np.asfortranarray(x), w[::-1][::-1]), (x.astype(np.float32), w)):
+        _check(xx, ww, t, b, {}, 4, dtype=np.result_type(xx, ww), what="layout")
+    assert base[2].flags.c_contiguous
+
+
+def test_float16_and_integer_inputs():
+    rng = np.random.default_rng(13)
+    x, w, b, t = _problem(rng, (6,), 4, 5, np.float16)
+    got = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b)
+    assert all(g.dtype == np.float16 for g in got)
+    xi = rng.integers(-3, 4, (6, 4))
+    wi = rng.integers(-2, 3, (5, 4))
+    _check(xi, wi, t, None, {}, None, dtype=np.float64, what="int")
+
+
+def test_chunk_size_bound():
+    """README bound: changing chunk_size changes loss and dx only by the BLAS's rounding
+    of the logits, and dW, db also by the rounding of the chunk sums:
+    |dW(k) - dW(1)| <= (k + 2) u sum_i |g_iv x_id| with k chunks (float32)."""
+    rng = np.random.default_rng(14)
+    n, d, v = 300, 64, 500
+    x, w, b, t = _problem(rng, (n,), d, v, np.float32)
+    one = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=n,
+                                                  reduction="sum")
+    g = ref.cross_entropy_with_grad(x.astype(np.float64) @ w.T.astype(np.float64) + b,
+                                    t, reduction="sum")[1]
+    x64 = np.abs(x.astype(np.float64))
+    mag_w = np.abs(g).T @ x64
+    mag_b = np.abs(g).sum(axis=0)
+    u = 2.0**-24
+    for cs in (1, 7, 64, 299):
+        k = -(-np.count_nonzero(t != -100) // cs)
+        got = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=cs,
+                                                      reduction="sum")
+        # loss, dx: same rows, same kernel, only the logits' rounding may differ
+        np.testing.assert_allclose(got[0], one[0], rtol=1e-6)
+        np.testing.assert_allclose(got[1], one[1], rtol=1e-4, atol=1e-6)
+        # dW, db: the accumulation bound (plus the logits' share, 4 u per entry)
+        lim_w = (k + 2 + 4 * 8) * u * mag_w + 1e-30
+        lim_b = (k + 2 + 4 * 8) * u * mag_b + 1e-30
+        assert np.all(np.abs(got[2].astype(np.float64) - one[2]) <= lim_w), cs
+        assert np.all(np.abs(got[3].astype(np.float64) - one[3]) <= lim_b), cs
+
+
+def test_accumulate_dtype_float64():
+    rng = np.random.default_rng(15)
+    n, d, v = 200, 16, 64
+    x, w, b, t = _problem(rng, (n,), d, v, np.float32)
+    exp = ref.linear_cross_entropy_with_grad(x, w, t, bias=b, reduction="sum")
+    r32 = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=1,
+                                                  reduction="sum")
+    r64 = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=1,
+                                                  reduction="sum", accumulate_dtype=np.float64)
+    assert r64[2].dtype == np.float32 and r64[3].dtype == np.float32
+    assert_linear_close(r64, x, w, b, t, {"reduction": "sum"}, dtype=np.float32, acc64=True,
+                        what="acc64")
+    err32 = np.abs(r32[2] - exp[2]).max()
+    err64 = np.abs(r64[2] - exp[2]).max()
+    assert err64 <= err32
+    with pytest.raises(ValueError, match="accumulate_dtype"):
+        csoftmax.linear_cross_entropy_with_grad(x, w, t, accumulate_dtype=np.int32)
+    with pytest.raises(ValueError, match="narrower"):
+        csoftmax.linear_cross_entropy_with_grad(x.astype(np.float64), w, t,
+                                                accumulate_dtype=np.float32)
+
+
+def test_thread_count_does_not_change_the_result():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(16)
+    x, w, b, t = _problem(rng, (257,), 48, 700, np.float32)
+    with threadpoolctl.threadpool_limits(1):
+        one = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=64)
+    with threadpoolctl.threadpool_limits(2):
+        two = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, chunk_size=64)
+    for a, c in zip(one, two):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_one_setting_controls_both_thread_pools():
+    """csoftmax's thread count (set_num_threads, OMP_NUM_THREADS, threadpoolctl) sets the
+    workers of the BLAS blocks; the BLAS itself runs on one thread during a call and
+    gets its own setting back afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threading
+    import csoftmax._linear as lin
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("no BLAS library found by threadpoolctl")
+    with lin._blas_single():
+        assert all(k == 1 for k in blas_threads())
+    assert blas_threads() == before
+    with threadpoolctl.threadpool_limits(1):
+        # threadpoolctl reaches csoftmax's OpenMP runtime as well
+        assert csoftmax.show_config()["max_threads"] == 1
+    used = []
+    real_pool = lin._pool
+
+    def spy(n):
+        used.append(n)
+        return real_pool(n)
+
+    rng = np.random.default_rng(21)
+    x, w, b, t = _problem(rng, (40,), 8, 3000, np.float32)
+    lin._pool = spy
+    try:
+        def worker():
+            csoftmax.set_num_threads(1)
+            csoftmax.linear_cross_entropy_with_grad(x, w, t, chunk_size=16)
+
+        th = threading.Thread(target=worker)
+        th.start()
+        th.join()
+        assert used == [1] and real_pool(1) is None
+        if csoftmax.show_config()["openmp"]:
+            with threadpoolctl.threadpool_limits(2, user_api="openmp"):
+                csoftmax.linear_cross_entropy_with_grad(x, w, t, chunk_size=16)
+            assert used[-1] == 2
+    finally:
+        lin._pool = real_pool
+    assert blas_threads() == before
+
+
+def test_memory_stays_at_one_chunk():
+    """NumPy-side allocations (tracemalloc) during a call: dx + dW + one chunk of
+    logits + one accumulation block per worker, never the N x V logits; no copy of W."""
+    rng = np.random.default_rng(17)
+    n, d, v = 1024, 64, 4000
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    w = rng.standard_normal((v, d), dtype=np.float32) * 0.1
+    t = rng.integers(0, v, n)
+    cs = 128
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        r = csoftmax.linear_cross_entropy_with_grad(x, w, t, chunk_size=cs,
+                                                    label_smoothing=0.1, z_loss=1e-4,
+                                                    softcap=30.0)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    item = 4
+    workers = max(1, csoftmax.show_config()["max_threads"])
+    budget = (n * d + v * d + cs * v) * item + workers * min(2 * 2**20, v * d * item) + 64 * n
+    assert peak <= 1.10 * budget, (peak, budget)
+    assert peak < n * v * item          # the full logits would not even fit
+    del r
+
+
+def test_non_finite_inputs_propagate():
+    rng = np.random.default_rng(18)
+    x, w, b, t = _problem(rng, (6,), 5, 7, np.float64, ignore_frac=0.0)
+    x[2, 1] = np.nan
+    with np.errstate(invalid="ignore"):      # the reference's NumPy products warn
+        got, _ = _check(x, w, t, b, {"reduction": "none"}, 4, dtype=np.float64,
+                        what="NaN in x")
+    assert np.isnan(got[0][2]) and np.all(np.isfinite(np.delete(got[0], 2)))
+    assert np.all(np.isnan(got[1][2])) and np.all(np.isfinite(np.delete(got[1], 2, 0)))
+    assert np.all(np.isnan(got[2]))
+    x[2, 1] = 0.0
+    w[3, 0] = np.inf
+    got = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, reduction="none")
+    with np.errstate(invalid="ignore"):
+        exp = ref.linear_cross_entropy_with_grad(x, w, t, bias=b, reduction="none")
+    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(exp[0]))
+
+
+def test_bad_input_raises_and_writes_nothing():
+    rng = np.random.default_rng(19)
+    x, w, b, t = _problem(rng, (5,), 4, 6, np.float64, ignore_frac=0.0)
+    f = csoftmax.linear_cross_entropy_with_grad
+    with pytest.raises(ValueError, match="features"):
+        f(x, w[:, :3], t)
+    with pytest.raises(ValueError, match="2-D"):
+        f(x, w.reshape(6, 2, 2), t)
+    with pytest.raises(ValueError, match="2-D"):
+        f(x, w[0], t)
+    with pytest.raises(ValueError, match="at least one dimension"):
+        f(np.float64(1.0), w[:, :1], t)
+    with pytest.raises(ValueError, match="bias has shape"):
+        f(x, w, t, bias=b[:-1])
+    with pytest.raises(ValueError, match="class_weight has shape"):
+        f(x, w, t, class_weight=np.ones(5))
+    with pytest.raises(TypeError, match="complex|real"):
+        f(x.astype(complex), w, t)
+    with pytest.raises(TypeError, match="chunk_size"):
+        f(x, w, t, chunk_size=2.5)
+    for cs in (0, -3):
+        with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+            f(x, w, t, chunk_size=cs)
+    with pytest.raises(ValueError, match="integer target has shape"):
+        f(x, w, t[:-1])
+    out = (np.full(x.shape, 7.0), np.full(w.shape, 7.0))
+    bad = t.copy()
+    bad[3] = 6
+    with pytest.raises(ValueError, match=r"label 6 at index \(3,\) \(sample 3\)"):
+        f(x, w, bad, out=out, chunk_size=1)
+    assert np.all(out[0] == 7.0) and np.all(out[1] == 7.0)
+    bad[3] = -1
+    with pytest.raises(ValueError, match=r"label -1 at index \(3,\)"):
+        csoftmax.linear_cross_entropy(x, w, bad)
+    with pytest.raises(ValueError, match="out must be a tuple of 3"):
+        f(x, w, t, bias=b, out=out)
+    with pytest.raises(ValueError, match="shape"):
+        f(x, w, t, out=(out[1], out[0]))
+    with pytest.raises(ValueError, match="dtype"):
+        f(x, w, t, out=(out[0].astype(np.float32), out[1]))
+    with pytest.raises(ValueError, match="overlaps weight"):
+        f(x, w, t, out=(np.empty_like(x), w))
+    with pytest.raises(ValueError, match="overlaps out dx"):
+        big = np.empty(w.size + x.size)
+        f(x, w, t, out=(big[:x.size].reshape(x.shape), big[:w.size].reshape(w.shape)))
+    with pytest.raises(ValueError, match="reduction"):
+        f(x, w, t, reduction="avg")
+
+
+def test_empty_problems():
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal((0, 3))
+    w = rng.standard_normal((4, 3))
+    loss, dx, dw = csoftmax.linear_cross_entropy_with_grad(x, w, np.zeros(0, int),
+                                                           reduction="sum")
+    assert loss == 0 and dx.shape == (0, 3) and not dw.any()
+    x = rng.standard_normal((2, 0))
+    w = np.zeros((4, 0))
+    _check(x, w, np.array([1, 2]), None, {}, 1, dtype=np.float64, what="D=0")
