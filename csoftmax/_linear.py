@@ -99,12 +99,19 @@ def _pool(nthreads: int):
         return p
 
 
+def _quiet(job):
+    # NumPy's error state is per thread: non-finite products (documented to
+    # propagate) must not warn from the workers either
+    with np.errstate(all="ignore"):
+        job()
+
+
 def _run_jobs(pool, jobs) -> None:
     if pool is None or len(jobs) == 1:
         for job in jobs:
             job()
     else:
-        for f in [pool.submit(job) for job in jobs]:
+        for f in [pool.submit(_quiet, job) for job in jobs]:
             f.result()
 
 
@@ -211,7 +218,10 @@ def _prepare(x, weight, target, bias, class_weight, sample_weight, ignore_index,
 
 def _run(ls: _LinSpec, want_grad: bool, scale: float, row_gscale, want_lse: bool,
          acc_dt, outs):
-    """Chunk loop; returns (per-sample loss float64, lse float64 or None)."""
+    """Chunk loop; returns (per-sample loss float64, lse float64 or None).
+
+    `outs` = (dx2, dW, db): the arrays to write, each None when not wanted.
+    """
     sp = ls.sp
     n, d, v, cdt = ls.n, ls.d, ls.v, ls.cdt
     loss = np.zeros(n, dtype=np.float64)
@@ -224,37 +234,36 @@ def _run(ls: _LinSpec, want_grad: bool, scale: float, row_gscale, want_lse: bool
     if kept == 0 or v == 0:
         if sp.soft and v == 0 and lse is not None:
             lse.fill(-np.inf)
-        if want_grad:
-            dx.fill(0)
-            dW.fill(0)
-            if db is not None:
-                db.fill(0)
+        for a in (dx, dW, db):
+            if a is not None:
+                a.fill(0)
         return loss, lse
-    if rows is not None and want_grad:
+    if rows is not None and dx is not None:
         dx.fill(0)                          # ignored rows: gradient 0
     nthreads = max(1, _core.max_threads())
     pool = _pool(nthreads)
     m_max = ls.chunk
     zbuf = np.empty((m_max, v), dtype=cdt)
     xbuf = np.empty((m_max, d), dtype=cdt) if rows is not None else None
-    dxbuf = np.empty((m_max, d), dtype=cdt) if (rows is not None and want_grad) else None
+    dxbuf = np.empty((m_max, d), dtype=cdt) if (rows is not None and dx is not None) else None
     w, wT, bias = ls.w, ls.w.T, ls.b
     fwd_blocks = _blocks(v, _FWD_COLS)
     acc_blocks = _blocks(v, max(1, _ACC_BLOCK_BYTES // max(1, d * cdt.itemsize)))
-    direct = want_grad and dW.dtype == cdt and (db is None or db.dtype == cdt)
-    if want_grad and not direct:
-        dW.fill(0)
-        if db is not None:
-            db.fill(0)
+    want_acc = dW is not None or db is not None
+    direct = all(a is None or a.dtype == cdt for a in (dW, db))
+    if not direct:
+        for a in (dW, db):
+            if a is not None:
+                a.fill(0)
     tmps = None
-    if want_grad and (len(range(0, kept, m_max)) > 1 or not direct):
+    if want_acc and (len(range(0, kept, m_max)) > 1 or not direct):
         # one accumulation temporary per worker, handed out through a queue
         vb = acc_blocks[0][1]
         tmps = queue.SimpleQueue()
         for _ in range(min(nthreads, len(acc_blocks))):
-            tmps.put((np.empty((vb, d), dtype=cdt),
-                      np.empty(vb, dtype=cdt) if bias is not None else None))
-    ones = np.ones(m_max, dtype=cdt) if (want_grad and bias is not None) else None
+            tmps.put((np.empty((vb, d), dtype=cdt) if dW is not None else None,
+                      np.empty(vb, dtype=cdt) if db is not None else None))
+    ones = np.ones(m_max, dtype=cdt) if db is not None else None
     kw = dict(class_weight=sp.weight, wsum=sp.wsum, label_smoothing=sp.eps,
               z_loss=sp.alpha, softcap=sp.cap)
 
@@ -267,7 +276,7 @@ def _run(ls: _LinSpec, want_grad: bool, scale: float, row_gscale, want_lse: bool
 
     # dx_c = g_c @ W sums over all V classes: cut into at most 8 partial products
     # over fixed class blocks (each packs its part of g_c and W once), added in order
-    dx_blocks = _blocks(v, max(_DX_K, -(-v // 8))) if want_grad else []
+    dx_blocks = _blocks(v, max(_DX_K, -(-v // 8))) if dx is not None else []
     parts = [np.empty((m_max, d), dtype=cdt) for _ in dx_blocks[1:]]
 
     def dx_job(zc, out, v0, v1):
@@ -277,15 +286,17 @@ def _run(ls: _LinSpec, want_grad: bool, scale: float, row_gscale, want_lse: bool
         def job():
             gT = zc[:, v0:v1].T
             if first:                       # the first chunk writes dW directly
-                np.matmul(gT, xc, out=dW[v0:v1])
+                if dW is not None:
+                    np.matmul(gT, xc, out=dW[v0:v1])
                 if db is not None:
                     np.matmul(ones[:m], zc[:, v0:v1], out=db[v0:v1])
                 return
             tmp, tb = tmps.get()
             try:
-                t = tmp[:v1 - v0]
-                np.matmul(gT, xc, out=t)
-                dW[v0:v1] += t
+                if dW is not None:
+                    t = tmp[:v1 - v0]
+                    np.matmul(gT, xc, out=t)
+                    dW[v0:v1] += t
                 if db is not None:
                     np.matmul(ones[:m], zc[:, v0:v1], out=tb[:v1 - v0])
                     db[v0:v1] += tb[:v1 - v0]
@@ -333,15 +344,19 @@ def _run(ls: _LinSpec, want_grad: bool, scale: float, row_gscale, want_lse: bool
         if not want_grad:
             continue
         # 3. dx_c = g_c @ W, and dW (+)= g_c.T @ x_c, db (+)= 1 @ g_c
-        dxc = dx[sel] if rows is None else dxbuf[:m]
-        outs_dx = [dxc] + [p[:m] for p in parts]
-        jobs = [dx_job(zc, o, v0, v1) for o, (v0, v1) in zip(outs_dx, dx_blocks)]
-        jobs += [acc_job(zc, xc, m, v0, v1, first and direct) for v0, v1 in acc_blocks]
+        jobs = []
+        if dx is not None:
+            dxc = dx[sel] if rows is None else dxbuf[:m]
+            outs_dx = [dxc] + [p[:m] for p in parts]
+            jobs += [dx_job(zc, o, v0, v1) for o, (v0, v1) in zip(outs_dx, dx_blocks)]
+        if want_acc:
+            jobs += [acc_job(zc, xc, m, v0, v1, first and direct) for v0, v1 in acc_blocks]
         _run_jobs(pool, jobs)
-        for p in outs_dx[1:]:
-            dxc += p
-        if rows is not None:
-            dx[sel] = dxc
+        if dx is not None:
+            for p in outs_dx[1:]:
+                dxc += p
+            if rows is not None:
+                dx[sel] = dxc
         first = False
     return loss, lse
 
@@ -462,6 +477,28 @@ def linear_cross_entropy_with_grad(x, weight, target, *, bias=None, class_weight
     sp = ls.sp
     return _api._finish(sp, loss.reshape(sp.batch_shape), lse, ls.denom, return_lse,
                         extra=tuple(grads))
+
+
+def _with_grad_needed(x, weight, target, bias, need, *, class_weight=None,
+                      sample_weight=None, ignore_index=-100, reduction="mean",
+                      label_smoothing=0.0, z_loss=0.0, softcap=None, return_lse=False,
+                      grad_scale=1.0, chunk_size=None):
+    """As linear_cross_entropy_with_grad, computing only the gradients flagged in
+    `need` = (dx, dweight, dbias); the others come back as None (for csoftmax.torch)."""
+    name = "linear_cross_entropy"
+    ls = _prepare(x, weight, target, bias, class_weight, sample_weight, ignore_index,
+                  reduction, label_smoothing, z_loss, softcap, chunk_size, name)
+    scale, row_gscale = _grad_scale(grad_scale, ls, reduction, name)
+    shapes = [ls.xs, (ls.v, ls.d), (ls.v,)]
+    res = [np.empty(shp, dtype=ls.cdt) if (k < 2 or ls.b is not None) and need[k] else None
+           for k, shp in enumerate(shapes)]
+    outs = (None if res[0] is None else res[0].reshape(ls.n, ls.d), res[1], res[2])
+    with _blas_single(), np.errstate(all="ignore"):
+        loss, lse = _run(ls, any(a is not None for a in outs), scale, row_gscale,
+                         return_lse, ls.cdt, outs)
+    sp = ls.sp
+    r = _api._finish(sp, loss.reshape(sp.batch_shape), lse, ls.denom, return_lse)
+    return (r, None) if not return_lse else r, res
 
 
 _LIN_PARAMS_DOC = """

@@ -8,6 +8,10 @@ it with ``pip install "csoftmax[torch]"``).
     >>> loss = cst.cross_entropy(logits, torch.tensor([1, 0, 9, 3]))
     >>> loss.backward()
 
+:func:`linear_cross_entropy` is the fused ``F.linear_cross_entropy``: the loss of
+``input @ linear_weight.T + linear_bias`` with gradients for all three, one chunk of
+logits at a time (see :func:`csoftmax.linear_cross_entropy_with_grad`).
+
 :func:`cross_entropy` takes the arguments of ``torch.nn.functional.cross_entropy``
 (``input`` of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)``; class-index or
 class-probability ``target``; ``weight``, ``ignore_index``, ``reduction``,
@@ -64,10 +68,12 @@ import numpy as np
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
+from . import _linear
 from . import cross_entropy as _np_cross_entropy
 from . import cross_entropy_with_grad as _np_cross_entropy_with_grad
+from . import linear_cross_entropy as _np_linear_cross_entropy
 
-__all__ = ["cross_entropy", "CrossEntropyLoss"]
+__all__ = ["cross_entropy", "CrossEntropyLoss", "linear_cross_entropy"]
 
 _Reduction = Literal["none", "mean", "sum"]
 _FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -435,3 +441,155 @@ class CrossEntropyLoss(torch.nn.Module):
         if self.inplace:
             parts.append("inplace=True")
         return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- linear + CE
+
+class _LinearOptions:
+    __slots__ = ("kw", "reduction", "lead")
+
+    def __init__(self, kw: dict[str, Any], reduction: _Reduction,
+                 lead: tuple[int, ...]) -> None:
+        self.kw = kw
+        self.reduction = reduction
+        self.lead = lead
+
+
+class _LinearCrossEntropyFunction(torch.autograd.Function):
+    """Gradients computed in forward (mean/sum) and scaled in backward; for
+    reduction="none" they depend on the per-sample upstream gradient and are
+    computed in backward instead (one more forward product)."""
+
+    @staticmethod
+    def forward(ctx: Any, input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None,
+                t: np.ndarray[Any, Any], o: _LinearOptions) -> Tensor:
+        need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1],
+                linear_bias is not None and ctx.needs_input_grad[2])
+        x = _as_numpy(input)
+        w = _as_numpy(linear_weight)
+        b = None if linear_bias is None else _as_numpy(linear_bias)
+        ctx.reduction = o.reduction
+        ctx.need = need
+        ctx.t = t
+        ctx.o = o
+        # (references only: backward recomputes from them when it has to)
+        ctx.save_for_backward(input, linear_weight, linear_bias)
+        if o.reduction == "none":
+            (loss, _), _ = _linear._with_grad_needed(x, w, t, b, (False,) * 3,
+                                                     reduction="none", **o.kw)
+            ctx.grads = None
+            return _loss_tensor(loss)
+        (loss, _), grads = _linear._with_grad_needed(x, w, t, b, need,
+                                                     reduction=o.reduction, **o.kw)
+        ctx.grads = [None if g is None else torch.from_numpy(g) for g in grads]
+        return _loss_tensor(loss)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "csoftmax.torch.linear_cross_entropy: double backward (create_graph=True) "
+                "is not supported")
+        out = ctx.grads
+        if out is None:
+            # reduction="none" (the gradients depend on the per-sample upstream
+            # gradient), or a second backward through a retained graph
+            input, linear_weight, linear_bias = ctx.saved_tensors
+            gs = grad_loss.detach().to(torch.float64).numpy()
+            _, grads = _linear._with_grad_needed(
+                _as_numpy(input), _as_numpy(linear_weight), ctx.t,
+                None if linear_bias is None else _as_numpy(linear_bias), ctx.need,
+                reduction=ctx.reduction, grad_scale=gs if gs.ndim else float(gs),
+                **ctx.o.kw)
+            out = [None if g is None else torch.from_numpy(g) for g in grads]
+        else:
+            # hand the forward's gradients over once and let go of them, so that
+            # autograd can adopt them as .grad without a copy
+            ctx.grads = None
+            if float(grad_loss) != 1.0:
+                out = [None if g is None else g * grad_loss for g in out]
+        return out[0], out[1], out[2], None, None
+
+
+def linear_cross_entropy(
+    input: Tensor, linear_weight: Tensor, target: Tensor, *,
+    linear_bias: Tensor | None = None, weight: Tensor | None = None,
+    reduction: _Reduction = "mean", ignore_index: int | None = -100,
+    label_smoothing: float = 0.0, sample_weight: Tensor | None = None,
+    z_loss: float = 0.0, softcap: float | None = None, chunk_size: int | None = None,
+) -> Tensor:
+    """Cross-entropy of ``input @ linear_weight.T + linear_bias``, as
+    ``torch.nn.functional.linear_cross_entropy``, without the logits.
+
+    Parameters
+    ----------
+    input : Tensor
+        CPU float32 or float64, shape ``(..., D)`` (PyTorch takes ``(D,)`` and
+        ``(N, D)``; any leading shape works here).
+    linear_weight : Tensor
+        ``(V, D)``, the ``nn.Linear`` weight, same dtype.
+    target : Tensor
+        Class indices of shape ``input.shape[:-1]``, or probabilities
+        ``input.shape[:-1] + (V,)``.
+    linear_bias : Tensor, optional
+        ``(V,)``.
+    weight, reduction, ignore_index, label_smoothing
+        As PyTorch (``weight``: class weights).  ``ignore_index=None`` disables it.
+    sample_weight, z_loss, softcap, chunk_size
+        csoftmax extensions (see :func:`csoftmax.linear_cross_entropy`).
+
+    Returns
+    -------
+    Tensor
+        The loss (0-d for "mean"/"sum", ``input.shape[:-1]`` for "none").
+
+    Gradients for ``input``, ``linear_weight`` and ``linear_bias`` (those that
+    require grad) are computed in the forward for "mean"/"sum" (as
+    Liger-Kernel does) and handed back in backward, scaled by the upstream
+    gradient; for "none" they are computed in backward with the per-sample
+    upstream gradient (one more forward product), as is a second backward
+    through a retained graph.  Tensors are read through zero-copy NumPy views.
+    """
+    name = "csoftmax.torch.linear_cross_entropy"
+    for nm, tt in (("input", input), ("linear_weight", linear_weight), ("target", target)):
+        if not isinstance(tt, Tensor):
+            raise TypeError(f"{name}: {nm} must be a torch.Tensor")
+        if tt.device.type != "cpu":
+            raise ValueError(f"{name}: {nm} is on {tt.device}; csoftmax runs on the CPU only")
+    if input.dtype not in _FLOAT_DTYPES or linear_weight.dtype != input.dtype:
+        raise TypeError(f"{name}: input and linear_weight must both be float32 or both "
+                        f"float64, got {input.dtype} and {linear_weight.dtype}")
+    if linear_bias is not None:
+        if not isinstance(linear_bias, Tensor) or linear_bias.dtype != input.dtype:
+            raise TypeError(f"{name}: linear_bias must be a tensor of input's dtype")
+    if input.dim() == 0:
+        raise ValueError(f"{name}: input must have at least one dimension (the features)")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{name}: reduction must be 'none', 'mean' or 'sum', "
+                         f"got {reduction!r}")
+    if target.is_floating_point():
+        t = _const_tensor(target, "target (probabilities)",
+                          None if target.dtype in _FLOAT_DTYPES else input.dtype)
+    elif target.dtype == torch.bool or target.is_complex():
+        raise TypeError(f"{name}: target must hold class indices (integer) or "
+                        f"probabilities (float), got {target.dtype}")
+    else:
+        t = _const_tensor(target, "target")
+    assert t is not None
+    kw: dict[str, Any] = dict(class_weight=_const_tensor(weight, "weight"),
+                              sample_weight=_const_tensor(sample_weight, "sample_weight"),
+                              ignore_index=ignore_index,
+                              label_smoothing=float(label_smoothing), z_loss=float(z_loss),
+                              softcap=softcap, chunk_size=chunk_size)
+    wants = torch.is_grad_enabled() and (
+        input.requires_grad or linear_weight.requires_grad
+        or (linear_bias is not None and linear_bias.requires_grad))
+    if not wants:
+        b = None if linear_bias is None else _as_numpy(linear_bias)
+        return _loss_tensor(_np_linear_cross_entropy(
+            _as_numpy(input), _as_numpy(linear_weight), t, bias=b, reduction=reduction,
+            **kw))
+    o = _LinearOptions(kw, reduction, tuple(input.shape[:-1]))
+    out: Tensor = _LinearCrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
+        input, linear_weight, linear_bias, t, o)
+    return out
