@@ -15,7 +15,7 @@
 from typing import Any, Literal, TypedDict, TypeVar, overload
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 __version__: str
 
@@ -26,6 +26,8 @@ __all__ = [
     "log_softmax",
     "cross_entropy",
     "cross_entropy_with_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "show_config",
     "set_num_threads",
 ]
@@ -543,3 +545,194 @@ def cross_entropy_with_grad(
     tuple[_Float | _FloatArray, _FloatArray]
     | tuple[_Float | _FloatArray, _FloatArray, _FloatArray]
 ): ...
+
+# ------------------------------------------------------------------- linear_cross_entropy
+# The loss of x @ weight.T + bias, as cross_entropy's; float32/float64 x and
+# weight of one type keep it.  _with_grad: (loss, dx, dweight) and dbias when
+# bias is given (bias=None in the stub's first overloads), lse last with
+# return_lse=True.
+@overload
+def linear_cross_entropy(
+    x: NDArray[_SCT],
+    weight: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    bias: None = None,
+    class_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+    chunk_size: int | None = None,
+) -> _SCT: ...
+@overload
+def linear_cross_entropy(
+    x: NDArray[_SCT],
+    weight: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    bias: None = None,
+    class_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+    chunk_size: int | None = None,
+) -> NDArray[_SCT]: ...
+@overload
+def linear_cross_entropy(
+    x: NDArray[_SCT],
+    weight: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    bias: None = None,
+    class_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+    chunk_size: int | None = None,
+) -> tuple[_SCT, NDArray[_SCT]]: ...
+@overload
+def linear_cross_entropy(
+    x: NDArray[_SCT],
+    weight: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    bias: None = None,
+    class_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+    chunk_size: int | None = None,
+) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def linear_cross_entropy(
+    x: ArrayLike,
+    weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    bias: ArrayLike | None = None,
+    class_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    chunk_size: int | None = None,
+) -> _Float | _FloatArray | tuple[_Float | _FloatArray, _FloatArray]: ...
+@overload
+def linear_cross_entropy_with_grad(
+    x: NDArray[_SCT],
+    weight: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    bias: None = None,
+    class_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+    grad_scale: ArrayLike = 1.0,
+    chunk_size: int | None = None,
+    accumulate_dtype: DTypeLike = None,
+    out: tuple[NDArray[Any], ...] | None = None,
+) -> tuple[_SCT, NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def linear_cross_entropy_with_grad(
+    x: NDArray[_SCT],
+    weight: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    bias: ArrayLike,
+    class_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+    grad_scale: ArrayLike = 1.0,
+    chunk_size: int | None = None,
+    accumulate_dtype: DTypeLike = None,
+    out: tuple[NDArray[Any], ...] | None = None,
+) -> tuple[_SCT, NDArray[_SCT], NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def linear_cross_entropy_with_grad(
+    x: NDArray[_SCT],
+    weight: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    bias: None = None,
+    class_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+    grad_scale: ArrayLike = 1.0,
+    chunk_size: int | None = None,
+    accumulate_dtype: DTypeLike = None,
+    out: tuple[NDArray[Any], ...] | None = None,
+) -> tuple[NDArray[_SCT], NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def linear_cross_entropy_with_grad(
+    x: NDArray[_SCT],
+    weight: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    bias: ArrayLike,
+    class_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+    grad_scale: ArrayLike = 1.0,
+    chunk_size: int | None = None,
+    accumulate_dtype: DTypeLike = None,
+    out: tuple[NDArray[Any], ...] | None = None,
+) -> tuple[NDArray[_SCT], NDArray[_SCT], NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def linear_cross_entropy_with_grad(
+    x: ArrayLike,
+    weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    bias: ArrayLike | None = None,
+    class_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    grad_scale: ArrayLike = 1.0,
+    chunk_size: int | None = None,
+    accumulate_dtype: DTypeLike = None,
+    out: tuple[NDArray[Any], ...] | None = None,
+) -> tuple[Any, ...]: ...

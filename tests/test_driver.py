@@ -17,7 +17,7 @@ import scipy.special as sps
 
 import csoftmax
 from csoftmax_testsupport import (
-    LAYOUTS, SCIPY_FACTOR, assert_close, empty_like_layout, grad_scale,
+    LAYOUTS, SCIPY_FACTOR, assert_close, assert_linear_close, empty_like_layout, grad_scale,
     load_reference, log_softmax_scale, loss_scale, lse_scale, result_dtype,
     with_layout)
 
@@ -315,6 +315,62 @@ def run_cross_entropy_with_grad(x, dtype, rng, out_form, ctx):
                  "cross_entropy_with_grad")
 
 
+def _linear_case(x, dtype, rng):
+    """x (any shape) as the features (..., D) of a linear layer with V classes: a weight
+    of x's dtype (and layout family), a bias, labels with some ignored."""
+    d = x.shape[-1]
+    v = int(rng.integers(1, 12))
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        w = rng.integers(-2, 3, size=(v, d)).astype(dt)
+        b = rng.integers(-2, 3, size=v).astype(dt)
+    else:
+        w = (rng.standard_normal((v, d)) / np.sqrt(d)).astype(dt)
+        b = (0.1 * rng.standard_normal(v)).astype(dt)
+    t = rng.integers(0, v, size=x.shape[:-1])
+    if t.size:
+        t.reshape(-1)[:: 3] = -100
+    return w, b, t
+
+
+def run_linear_cross_entropy(x, dtype, rng, out_form, ctx):
+    if out_form != "none":
+        return
+    w, b, t = _linear_case(x, dtype, rng)
+    for reduction, chunk in itertools.product(("none", "sum", "mean"), (None, 2)):
+        c = f"{ctx}, V={w.shape[0]}, reduction={reduction}, chunk_size={chunk}"
+        x_before = x.copy()
+        loss = csoftmax.linear_cross_entropy(x, w, t, bias=b, reduction=reduction,
+                                             chunk_size=chunk)
+        np.testing.assert_array_equal(x, x_before, err_msg="input changed")
+        # the loss alone: compare it as the first output of the gradient call
+        got = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, reduction=reduction,
+                                                      chunk_size=chunk)
+        np.testing.assert_array_equal(loss, got[0], err_msg=c)
+        assert_linear_close(got, x, w, b, t, {"reduction": reduction},
+                            dtype=result_dtype(dtype), what=c,
+                            n_chunks=1 if chunk is None else -(-max(t.size, 1) // chunk))
+
+
+def run_linear_cross_entropy_with_grad(x, dtype, rng, out_form, ctx):
+    if out_form not in ("none", "out"):
+        return                                  # out= is a tuple of arrays here
+    w, b, t = _linear_case(x, dtype, rng)
+    rdt = result_dtype(dtype)
+    for reduction in ("none", "mean"):
+        c = f"{ctx}, V={w.shape[0]}, reduction={reduction}, out={out_form}"
+        out = None
+        if out_form == "out":
+            out = (np.full(x.shape, np.nan, rdt), np.full(w.shape, np.nan, rdt),
+                   np.full(w.shape[0], np.nan, rdt))
+        got = csoftmax.linear_cross_entropy_with_grad(x, w, t, bias=b, reduction=reduction,
+                                                      chunk_size=3, out=out)
+        if out is not None:
+            assert all(g is o for g, o in zip(got[1:], out)), c
+        assert_linear_close(got, x, w, b, t, {"reduction": reduction}, dtype=rdt, what=c,
+                            n_chunks=-(-max(t.size, 1) // 3))
+
+
 #: the registry: name -> runner(x, dtype, rng, out_form, ctx)
 REGISTRY = {
     "logsumexp": run_logsumexp,
@@ -322,6 +378,8 @@ REGISTRY = {
     "log_softmax": run_log_softmax,
     "cross_entropy": run_cross_entropy,
     "cross_entropy_with_grad": run_cross_entropy_with_grad,
+    "linear_cross_entropy": run_linear_cross_entropy,
+    "linear_cross_entropy_with_grad": run_linear_cross_entropy_with_grad,
 }
 
 

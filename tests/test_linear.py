@@ -1,11 +1,9 @@
 """Fused linear + cross-entropy against the float64 reference that materialises the logits.
 
-Tolerances: float64 results must match to ~1e-12 relative; float32 results
-carry the BLAS's float32 rounding of the logits (each logit is a D-term dot
-product), so their bounds scale with ``E = D * max_v (|x| @ |W|.T)_v`` (the
-worst-case logit error is ~E * 2**-24) and, for the gradients of W and x, with
-the number of terms of the second product (N resp. V).  The chunk-size bound
-of the README is checked in ``test_chunk_size_bound``.
+Tolerances (``assert_linear_close`` in conftest.py): first-order bounds from
+the float32/float64 rounding of the logits (each a D-term dot product), of
+the fused pass and of the second products (V resp. N + chunks terms).  The
+chunk-size bound of the README is checked in ``test_chunk_size_bound``.
 """
 import tracemalloc
 
@@ -13,7 +11,7 @@ import numpy as np
 import pytest
 
 import csoftmax
-from csoftmax_testsupport import load_reference
+from csoftmax_testsupport import assert_linear_close, load_reference
 
 ref = load_reference()
 
@@ -27,7 +25,6 @@ OPTION_SETS = {
     "everything": {"class_weight": "w", "sample_weight": "s", "label_smoothing": 0.1,
                    "z_loss": 1e-2, "softcap": 5.0},
 }
-_U = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
 
 
 def _problem(rng, lead, d, v, dtype, *, bias=True, ignore_frac=0.25, soft=False):
@@ -52,131 +49,6 @@ def _opts(spec, rng, lead, v):
     if o.get("sample_weight") == "s":
         o["sample_weight"] = rng.uniform(0.0, 2.0, lead)
     return o
-
-
-def _ref_logits(x, w, b, opts):
-    n = int(np.prod(np.shape(x)[:-1]))
-    z = np.asarray(x, np.float64).reshape(n, w.shape[1]) @ np.asarray(w, np.float64).T
-    if b is not None:
-        z = z + np.asarray(b, np.float64)
-    return z
-
-
-def assert_linear_close(got, x, w, b, t, opts, *, dtype, what, n_chunks=1, acc64=False,
-                        return_lse=False, grad_scale=1.0):
-    """(loss, dx, dW[, db][, lse]) against the reference, with first-order error bounds.
-
-    With u the unit roundoff of the compute dtype, row i's logits carry an
-    error delta_i <= D u max_v (|x_i| @ |W|.T)_v (the BLAS's dot products), so
-    the logits' gradient G moves by |dG_iv| <= 2 delta_i (|G_iv| + S_i P_iv)
-    (S_i = sum_v |G_iv|, P = softmax); dx = G @ W and dW = G.T @ x add their
-    own rounding (V resp. N + chunks terms).  Each bound gets a factor 16.
-    """
-    dtype = np.dtype(dtype)
-    cdt = np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64)
-    u = _U[cdt]
-    reduction = opts.get("reduction", "mean")
-    exp = ref.linear_cross_entropy_with_grad(x, w, t, bias=b, return_lse=return_lse,
-                                             grad_scale=grad_scale, **opts)
-    d, v = w.shape[1], w.shape[0]
-    n = int(np.prod(np.shape(x)[:-1]))
-    x64 = np.abs(np.asarray(x, np.float64)).reshape(n, d)
-    w64 = np.abs(np.asarray(w, np.float64))
-    z = _ref_logits(x, w, b, opts)
-    lead = np.shape(x)[:-1]
-    t3 = np.asarray(t)
-    tt = t3.reshape(-1, v) if t3.dtype.kind == "f" else t3.reshape(-1)
-    o2 = {("weight" if k == "class_weight" else k):
-          (np.asarray(a).reshape(-1) if k == "sample_weight" else a)
-          for k, a in opts.items() if k != "reduction"}
-    if np.ndim(grad_scale):
-        grad_scale = np.asarray(grad_scale).reshape(-1)
-    with np.errstate(all="ignore"):
-        G = ref.cross_entropy_with_grad(z, tt, reduction=reduction, grad_scale=grad_scale,
-                                        **o2)[1] if n else np.zeros((0, v))
-        Gn = ref.cross_entropy_with_grad(z, tt, reduction="none", **o2)[1] if n else G
-        G = np.nan_to_num(G) if reduction == "mean" and not np.isfinite(exp[0]) else G
-        zc = z if opts.get("softcap") is None else opts["softcap"] * np.tanh(z / opts["softcap"])
-        P = ref.softmax(zc, axis=-1) if n and v else np.zeros_like(z)
-        delta = d * u * ((x64 @ w64.T).max(axis=1) if v else np.zeros(n))        # (n,)
-        aG = np.abs(G)
-        f = _row_factor(opts, reduction, grad_scale, tt, zc, n, v)
-        T = np.zeros((n, v))
-        if tt.ndim == 2:
-            T = np.abs(tt)
-        else:
-            ok = (tt >= 0) & (tt < v)
-            T[np.flatnonzero(ok), tt[ok]] = 1.0
-        # the logits' error moves G; the kernel's own rounding is a few u of f (P + T)
-        Bg = (2 * delta[:, None] * (aG + aG.sum(axis=1, keepdims=True) * P)
-              + 8 * u * f[:, None] * (P + T + 1.0 / max(v, 1)))
-        L = np.abs(Gn).sum(axis=1) * delta                     # per-sample loss error
-    per_loss = np.abs(np.asarray(ref.linear_cross_entropy(
-        x, w, t, bias=b, **dict(opts, reduction="none")), np.float64)).reshape(-1)
-    if reduction == "none":
-        tol_loss = (L + 8 * u * per_loss).reshape(lead)
-    else:
-        tot = float(np.sum(L + 8 * u * per_loss))
-        if reduction == "mean":
-            s_sum = float(np.sum(np.asarray(ref.linear_cross_entropy(
-                x, w, t, bias=b, **dict(opts, reduction="sum")))))
-            tot = tot * (abs(float(exp[0])) / abs(s_sum) if s_sum else 1.0)
-        tol_loss = tot
-    acc = (n_chunks if not acc64 else 0) + n + 2
-    tols = [tol_loss,
-            (Bg @ w64 + (v + 2) * u * (aG @ w64)).reshape(np.shape(x)),
-            Bg.T @ x64 + acc * u * (aG.T @ x64)]
-    if b is not None:
-        tols.append(Bg.sum(axis=0) + acc * u * aG.sum(axis=0))
-    if return_lse:
-        lse_ref = np.abs(np.asarray(exp[-1], np.float64)).reshape(-1)
-        tols.append((delta + 8 * u * lse_ref).reshape(lead))
-    assert len(got) == len(exp) == len(tols), what
-    for k, (g, r, tol) in enumerate(zip(got, exp, tols)):
-        g = np.asarray(g)
-        r = np.asarray(r, np.float64)
-        assert g.shape == r.shape, f"{what}: output {k} shape {g.shape} != {r.shape}"
-        assert g.dtype == dtype, f"{what}: output {k} dtype {g.dtype} != {dtype}"
-        g64 = g.astype(np.float64)
-        np.testing.assert_array_equal(np.isnan(g64), np.isnan(r),
-                                      err_msg=f"{what}: NaN positions, output {k}")
-        fin = np.isfinite(r)
-        tol = 16 * np.broadcast_to(np.asarray(tol, np.float64), r.shape) \
-            + 4 * float(np.finfo(dtype).tiny)
-        diff = np.abs(g64 - r)
-        bad = fin & ~(diff <= tol)
-        assert not bad.any(), (
-            f"{what}: output {k}: {int(bad.sum())} of {r.size} out of tolerance, worst "
-            f"diff {float(diff[bad].max()):.3g} (tol there "
-            f"{float(tol[bad][np.argmax(diff[bad])]):.3g})")
-        inf = ~fin & ~np.isnan(r)
-        np.testing.assert_array_equal(g64[inf], r[inf], err_msg=f"{what}: inf, output {k}")
-    return exp
-
-
-def _row_factor(opts, reduction, grad_scale, tt, zc, n, v):
-    """An upper bound of each row's gradient factor: |grad_scale| s_i max(w) (1 + 2 alpha
-    |lse_i|), divided by the mean's denominator."""
-    sw = np.ones(n) if opts.get("sample_weight") is None else \
-        np.asarray(opts["sample_weight"], np.float64).reshape(-1)
-    cw = opts.get("class_weight")
-    wmax = 1.0 if cw is None else float(np.max(cw)) if v else 0.0
-    lse = ref.logsumexp(zc, axis=-1) if n and v else np.zeros(n)
-    gs = np.abs(np.broadcast_to(np.asarray(grad_scale, np.float64), (n,)))
-    f = gs * sw * wmax * (1 + 2 * opts.get("z_loss", 0.0) * np.abs(lse))
-    if tt.ndim == 2:
-        f = f * np.abs(tt).sum(axis=1)
-    if reduction == "mean":
-        if tt.ndim == 2:
-            den = sw.sum()
-        else:
-            ig = opts.get("ignore_index", -100)
-            keep = tt != ig if ig is not None else np.ones(n, bool)
-            wy = np.ones(n) if cw is None else np.asarray(cw, np.float64)[
-                np.clip(tt, 0, max(v - 1, 0))]
-            den = float(np.sum((sw * wy)[keep]))
-        f = f / den if den else f
-    return np.nan_to_num(f)
 
 
 def _check(x, w, t, b, opts, chunk_size, *, dtype, what, return_lse=False, grad_scale=1.0,

@@ -118,6 +118,21 @@ def main() -> None:
     assert_type(lg, np.floating[Any])
     assert_type(gg, NDArray[np.floating[Any]])
 
+    # ------------------------------------------------------------------ linear + CE
+    w32: NDArray[np.float32] = rng.standard_normal((7, 5)).astype(np.float32)
+    feats: NDArray[np.float32] = x32
+    l7 = csoftmax.linear_cross_entropy(feats, w32, labels % 7, chunk_size=3)
+    assert_type(l7, np.float32)
+    ll, dxl, dwl = csoftmax.linear_cross_entropy_with_grad(feats, w32, labels % 7)
+    assert_type(ll, np.float32)
+    assert_type(dwl, NDArray[np.float32])
+    assert dxl.shape == feats.shape and dwl.shape == w32.shape
+    lb, dxb, dwb, dbb = csoftmax.linear_cross_entropy_with_grad(
+        feats, w32, labels % 7, bias=np.zeros(7, np.float32), reduction="none")
+    assert_type(lb, NDArray[np.float32])
+    assert_type(dbb, NDArray[np.float32])
+    assert dbb.shape == (7,)
+
     # ------------------------------------------------------------------ config
     cfg = csoftmax.show_config()
     assert_type(cfg["isa"], str)
