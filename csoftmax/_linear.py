@@ -57,6 +57,7 @@ DEFAULT_CHUNK_BYTES = 64 * 2**20
 _FWD_COLS = 2048                     # logits columns per block of x_c @ W.T
 _DX_K = 4096                         # classes per partial product of g_c @ W (at most 8)
 _ACC_BLOCK_BYTES = 2 * 2**20         # rows of W per block of dW (+)= g_c.T @ x_c
+_POOL_MIN_WORK = 2**22               # multiply-adds per chunk product to use the workers
 
 
 # --------------------------------------------------------------------------- threads
@@ -241,8 +242,10 @@ def _run(ls: _LinSpec, want_grad: bool, scale: float, row_gscale, want_lse: bool
     if rows is not None and dx is not None:
         dx.fill(0)                          # ignored rows: gradient 0
     nthreads = max(1, _core.max_threads())
-    pool = _pool(nthreads)
     m_max = ls.chunk
+    # worker threads only when a chunk's product is worth a hand-off (~1 ms of
+    # work); the blocks are the same either way, and so are the results
+    pool = _pool(nthreads if m_max * v * d >= _POOL_MIN_WORK else 1)
     zbuf = np.empty((m_max, v), dtype=cdt)
     xbuf = np.empty((m_max, d), dtype=cdt) if rows is not None else None
     dxbuf = np.empty((m_max, d), dtype=cdt) if (rows is not None and dx is not None) else None

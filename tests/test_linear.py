@@ -293,12 +293,12 @@ def test_one_setting_controls_both_thread_pools():
         return real_pool(n)
 
     rng = np.random.default_rng(21)
-    x, w, b, t = _problem(rng, (40,), 8, 3000, np.float32)
+    x, w, b, t = _problem(rng, (64,), 64, 3000, np.float32)   # 32 x 3000 x 64 per chunk
     lin._pool = spy
     try:
         def worker():
             csoftmax.set_num_threads(1)
-            csoftmax.linear_cross_entropy_with_grad(x, w, t, chunk_size=16)
+            csoftmax.linear_cross_entropy_with_grad(x, w, t, chunk_size=32)
 
         th = threading.Thread(target=worker)
         th.start()
@@ -306,7 +306,7 @@ def test_one_setting_controls_both_thread_pools():
         assert used == [1] and real_pool(1) is None
         if csoftmax.show_config()["openmp"]:
             with threadpoolctl.threadpool_limits(2, user_api="openmp"):
-                csoftmax.linear_cross_entropy_with_grad(x, w, t, chunk_size=16)
+                csoftmax.linear_cross_entropy_with_grad(x, w, t, chunk_size=32)
             assert used[-1] == 2
     finally:
         lin._pool = real_pool
