@@ -11,9 +11,11 @@ Variants (float32, forward + backward, the gradients of x and W):
   torch        PyTorch: F.cross_entropy(F.linear(x, W), t).backward()
   torch-chunk  PyTorch: F.linear_cross_entropy(..., options=LinearCrossEntropyOptions())
 each with and without label smoothing (0.1); csoftmax also with smoothing, z-loss
-and soft-capping together ("all").  Time: median of --reps calls after one warm-up.
-Memory: peak RSS (ru_maxrss) of the process minus its peak after the inputs were
-made (and the libraries imported), i.e. what the call adds.  Threads: the process is
+and soft-capping together ("all").  Time: median over --rounds fresh processes per
+variant (rounds interleave the variants) of --reps calls each after one warm-up.
+Memory: peak RSS (VmHWM, reset once the inputs are made and the libraries
+imported) minus the resident size at that point, i.e. what the calls add (largest
+over the rounds).  Threads: the process is
 pinned to the first `threads` CPUs and every pool (OpenMP, OpenBLAS, MKL, torch) is
 set to that many threads.
 """
@@ -46,7 +48,30 @@ def _cpu() -> str:
 
 
 def _peak_mib() -> float:
+    """Peak resident size (VmHWM; ru_maxrss where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _reset_peak() -> None:
+    """Start the peak afresh (Linux: clear_refs 5), so that neither the parent's
+    image inherited through fork nor transient import-time memory counts."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2.0**20
 
 
 def worker(variant: str, shape: tuple[int, int, int], smoothing: str, reps: int) -> dict:
@@ -54,7 +79,8 @@ def worker(variant: str, shape: tuple[int, int, int], smoothing: str, reps: int)
     n, d, v = shape
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, d), dtype=np.float32)
-    w = rng.standard_normal((v, d), dtype=np.float32) * np.float32(0.05)
+    w = rng.standard_normal((v, d), dtype=np.float32)
+    w *= np.float32(0.05)                      # (in place: no transient copy of W)
     t = rng.integers(0, v, n)
     opts = {"off": {}, "on": {"label_smoothing": 0.1},
             "all": {"label_smoothing": 0.1, "z_loss": 1e-4, "softcap": 30.0}}[smoothing]
@@ -96,7 +122,8 @@ def worker(variant: str, shape: tuple[int, int, int], smoothing: str, reps: int)
             xt.grad = None
             wt.grad = None
             loss().backward()
-    base = _peak_mib()
+    base = _rss_mib()           # what is resident now: inputs, libraries
+    _reset_peak()
     run()
     times = []
     for _ in range(reps):
@@ -112,6 +139,19 @@ def _isa_env(avx2: bool) -> dict[str, str]:
         return {}
     return {"CSOFTMAX_ISA": "avx2", "OPENBLAS_CORETYPE": "Haswell",
             "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def run_rounds(variant, shape_name, shape, smoothing, threads, reps, avx2, rounds, into):
+    """One more round of a variant (a fresh process) merged into `into`."""
+    r = run_one(variant, shape_name, shape, smoothing, threads, reps, avx2)
+    if "error" in r or "error" in into:
+        into.clear()
+        into.update(r if "error" in r else into)
+        return
+    into.setdefault("times", []).extend(r["times"])
+    into["time"] = statistics.median(into["times"])
+    into["peak_extra_mib"] = max(into.get("peak_extra_mib", 0.0), r["peak_extra_mib"])
+    into["rounds"] = into.get("rounds", 0) + 1
 
 
 def run_one(variant, shape_name, shape, smoothing, threads, reps, avx2):
@@ -161,7 +201,8 @@ def header(avx2: bool) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=2, help="timed calls per process")
+    ap.add_argument("--rounds", type=int, default=3, help="processes per variant")
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--avx2", action="store_true", help="cap every library to AVX2")
@@ -191,13 +232,18 @@ def main(argv=None) -> int:
     for sname, shape in shapes.items():
         for k in threads:
             rows = {}
-            for var in variants:
-                for sm in (("off", "on", "all") if var == "csoftmax" else
-                           ("off",) if var == "gemms" else ("off", "on")):
-                    r = run_one(var, sname, shape, sm, k, reps, a.avx2)
-                    rows[(var, sm)] = r
-                    results.append(dict(shape=sname, threads=k, variant=var, smoothing=sm, **r))
-                    failed |= "error" in r
+            cases = [(var, sm) for var in variants
+                     for sm in (("off", "on", "all") if var == "csoftmax" else
+                                ("off",) if var == "gemms" else ("off", "on"))]
+            # rounds interleave the variants, so that a slow phase of a shared
+            # machine hits all of them alike; each round is a fresh process
+            for _ in range(1 if a.smoke else a.rounds):
+                for case in cases:
+                    run_rounds(case[0], sname, shape, case[1], k, reps, a.avx2, a.rounds,
+                               rows.setdefault(case, {}))
+            for (var, sm), r in rows.items():
+                results.append(dict(shape=sname, threads=k, variant=var, smoothing=sm, **r))
+                failed |= "error" in r
             n, d, v = shape
             mib = 2.0**20
             floor = (n * d + v * d + min(n, max(1, 64 * 2**20 // (v * 4))) * v) * 4 / mib
