@@ -38,9 +38,10 @@ __all__ = [
 def set_num_threads(n: int) -> None:
     """Limit the threads the kernels use over rows (OpenMP; default: all cores).
 
-    Applies to calls from the calling thread.  ``OMP_NUM_THREADS`` and
-    ``threadpoolctl.threadpool_limits`` work as well.  Results do not depend
-    on the thread count.
+    Applies to calls from the calling thread, including the worker threads
+    that run the BLAS blocks of ``linear_cross_entropy(_with_grad)``.
+    ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits`` work as well.
+    Results do not depend on the thread count.
     """
     _core.set_num_threads(int(n))
 

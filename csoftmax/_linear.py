@@ -24,7 +24,7 @@ Design
 4. Threads and determinism.  The products go through NumPy's own BLAS
    (``np.matmul(..., out=...)``), cut into blocks whose shapes depend on the
    problem only: logits in blocks of 2048 classes, dW/db in blocks of W's rows,
-   dx as at most 8 partial products over class blocks added in a fixed order.
+   dx as at most 4 partial products over class blocks added in a fixed order.
    Each block is one single-threaded BLAS call (the BLAS is held at one thread
    for the call through threadpoolctl); csoftmax's thread count
    (``set_num_threads``, ``OMP_NUM_THREADS``, ``threadpool_limits``) sets both
@@ -55,7 +55,7 @@ DEFAULT_CHUNK_BYTES = 64 * 2**20
 # on the thread count): each block is one single-threaded BLAS call, so every
 # output element is summed in the same order whatever the number of threads.
 _FWD_COLS = 2048                     # logits columns per block of x_c @ W.T
-_DX_K = 4096                         # classes per partial product of g_c @ W (at most 8)
+_DX_K = 8192                         # classes per partial product of g_c @ W (at most 4)
 _ACC_BLOCK_BYTES = 2 * 2**20         # rows of W per block of dW (+)= g_c.T @ x_c
 _POOL_MIN_WORK = 2**22               # multiply-adds per chunk product to use the workers
 
@@ -210,7 +210,10 @@ def _prepare(x, weight, target, bias, class_weight, sample_weight, ignore_index,
     kept = ls.n if ls.rows is None else ls.rows.size
     if chunk_size is None:
         itemsize = ls.cdt.itemsize
-        chunk_size = max(1, DEFAULT_CHUNK_BYTES // max(1, v * itemsize))
+        m_max = max(1, DEFAULT_CHUNK_BYTES // max(1, v * itemsize))
+        # equal chunks: every chunk streams W (and dW) once, so a short last
+        # chunk would cost almost as much as a full one
+        chunk_size = -(-kept // -(-kept // m_max)) if kept else 1
     ls.chunk = max(1, min(chunk_size, kept))
     return ls
 
@@ -277,9 +280,9 @@ def _run(ls: _LinSpec, want_grad: bool, scale: float, row_gscale, want_lse: bool
                 zc[:, v0:v1] += bias[v0:v1]
         return job
 
-    # dx_c = g_c @ W sums over all V classes: cut into at most 8 partial products
+    # dx_c = g_c @ W sums over all V classes: cut into at most 4 partial products
     # over fixed class blocks (each packs its part of g_c and W once), added in order
-    dx_blocks = _blocks(v, max(_DX_K, -(-v // 8))) if dx is not None else []
+    dx_blocks = _blocks(v, max(_DX_K, -(-v // 4))) if dx is not None else []
     parts = [np.empty((m_max, d), dtype=cdt) for _ in dx_blocks[1:]]
 
     def dx_job(zc, out, v0, v1):
@@ -523,8 +526,10 @@ _LIN_PARAMS_DOC = """
         Exactly as in :func:`cross_entropy`.  Rows whose label is
         `ignore_index` are dropped before the matrix products.
     chunk_size : int, optional
-        Rows of logits computed at a time (default: as many as fit in
-        ``DEFAULT_CHUNK_BYTES`` = 64 MiB, at least 1)."""
+        Rows of logits computed at a time (default: the fewest equal chunks of
+        at most ``DEFAULT_CHUNK_BYTES`` = 64 MiB of logits each, at least one
+        row).  Each chunk reads W (and updates dW) once more: with few rows and
+        many classes a larger chunk is faster, at the cost of its memory."""
 
 
 linear_cross_entropy.__doc__ = """Cross-entropy of the logits ``x @ weight.T + bias``, one chunk at a time.
@@ -564,8 +569,8 @@ linear_cross_entropy_with_grad.__doc__ = """Loss of ``x @ weight.T + bias`` and 
     Per chunk of rows: logits by NumPy's BLAS into a reused buffer, loss and
     gradient ``g`` by the fused C pass in place, then ``dx = g @ weight`` and
     ``dweight += g.T @ x`` (and ``dbias += g.sum(0)``).  Peak extra memory is
-    ``dx + dweight (+ dbias) + one chunk of logits``, plus at most 7 partial
-    products of ``chunk_size x D`` (V > 4096) and 2 MiB per thread.
+    ``dx + dweight (+ dbias) + one chunk of logits``, plus at most 3 partial
+    products of ``chunk_size x D`` (V > 8192) and 2 MiB per thread.
 
     Parameters
     ----------""" + _LIN_PARAMS_DOC + """
