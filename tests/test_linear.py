@@ -417,3 +417,28 @@ def test_empty_problems():
     x = rng.standard_normal((2, 0))
     w = np.zeros((4, 0))
     _check(x, w, np.array([1, 2]), None, {}, 1, dtype=np.float64, what="D=0")
+
+
+def test_numpy_blas_makes_no_copy_of_the_transposed_views():
+    """The three products as _linear issues them (W.T and its column blocks, g's column
+    blocks transposed, row blocks of W) reach NumPy's BLAS without a copy: NumPy would
+    make any such copy through its allocator, which tracemalloc sees."""
+    rng = np.random.default_rng(22)
+    m, d, v = 64, 96, 5000
+    x = rng.standard_normal((m, d), dtype=np.float32)
+    w = rng.standard_normal((v, d), dtype=np.float32)
+    z = np.empty((m, v), np.float32)
+    dx = np.empty((m, d), np.float32)
+    dw = np.empty((1024, d), np.float32)
+    calls = [lambda: np.matmul(x, w.T[:, 2048:4096], out=z[:, 2048:4096]),
+             lambda: np.matmul(z[:, 1024:2048].T, x, out=dw),
+             lambda: np.matmul(z[:, 0:4096], w[0:4096], out=dx)]
+    for call in calls:
+        call()                                 # warm (first-call allocations)
+        tracemalloc.start()
+        try:
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 64 * 1024, peak          # a copy would be >= 370 KiB here

@@ -174,3 +174,20 @@ def test_retained_graph_backward_twice():
     (2 * loss).backward()                 # recomputed from the saved inputs
     for a, p in zip(first, (x, w, b)):
         _close(p.grad, 3 * a)
+
+
+def test_tensors_reach_numpy_without_copies(monkeypatch):
+    from csoftmax import _linear
+    x, w, b, t = _problem(lead=(6,), d=5, v=8, seed=15, dtype=torch.float32)
+    seen = []
+    real = _linear._with_grad_needed
+
+    def spy(xx, ww, tt, bb, need, **k):
+        seen.append((xx, ww, bb, tt))
+        return real(xx, ww, tt, bb, need, **k)
+
+    monkeypatch.setattr(_linear, "_with_grad_needed", spy)
+    cst.linear_cross_entropy(x, w, t, linear_bias=b).backward()
+    xx, ww, bb, tt = seen[0]
+    for arr, ten in ((xx, x), (ww, w), (bb, b), (tt, t)):
+        assert arr.__array_interface__["data"][0] == ten.data_ptr()

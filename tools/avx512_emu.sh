@@ -45,7 +45,8 @@ if ! "$VPY" -c "import bochscpu" 2>/dev/null && [ ! -f "$WORK/venv.done" ]; then
     mapfile -t REQS < <("$VPY" - "$REPO/pyproject.toml" <<'PYEOF'
 import sys, tomllib
 doc = tomllib.loads(open(sys.argv[1], encoding="utf-8").read())
-print("\n".join(doc["build-system"]["requires"] + doc["project"]["optional-dependencies"]["test"]))
+print("\n".join(doc["build-system"]["requires"] + doc["project"]["dependencies"]
+                + doc["project"]["optional-dependencies"]["test"]))
 PYEOF
 )
     "$VPY" -m pip install -q numpy "${REQS[@]}" "bochscpu-python==0.4.0" >> "$WORK/pip.log" 2>&1 \
