@@ -7,6 +7,7 @@
 Variants (float32, forward + backward, the gradients of x and W):
   gemms        the three bare products with NumPy's BLAS: z = x @ W.T, z @ W, z.T @ x
   csoftmax     csoftmax.linear_cross_entropy_with_grad (numpy arrays)
+  cs-1chunk    the same with chunk_size=N: all logits at once (what chunking costs)
   cs-torch     csoftmax.torch.linear_cross_entropy(...).backward()
   torch        PyTorch: F.cross_entropy(F.linear(x, W), t).backward()
   torch-chunk  PyTorch: F.linear_cross_entropy(..., options=LinearCrossEntropyOptions())
@@ -33,7 +34,7 @@ import time
 
 SHAPES = {"1024x512x32000": (1024, 512, 32000), "256x512x128256": (256, 512, 128256)}
 SMOKE_SHAPES = {"64x16x300": (64, 16, 300)}
-VARIANTS = ["gemms", "csoftmax", "cs-torch", "torch", "torch-chunk"]
+VARIANTS = ["gemms", "csoftmax", "cs-1chunk", "cs-torch", "torch", "torch-chunk"]
 
 
 def _cpu() -> str:
@@ -89,8 +90,10 @@ def worker(variant: str, shape: tuple[int, int, int], smoothing: str, reps: int)
             z = x @ w.T
             z @ w
             z.T @ x
-    elif variant == "csoftmax":
+    elif variant in ("csoftmax", "cs-1chunk"):
         import csoftmax
+        if variant == "cs-1chunk":            # all rows in one chunk: no chunking cost
+            opts = dict(opts, chunk_size=n)
 
         def run():
             csoftmax.linear_cross_entropy_with_grad(x, w, t, **opts)
@@ -130,8 +133,14 @@ def worker(variant: str, shape: tuple[int, int, int], smoothing: str, reps: int)
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
+    try:
+        from threadpoolctl import threadpool_info
+        arch = ",".join(str(i.get("architecture")) for i in threadpool_info()
+                        if i["user_api"] == "blas")
+    except ImportError:
+        arch = "?"
     return {"time": statistics.median(times), "times": times,
-            "peak_extra_mib": _peak_mib() - base}
+            "peak_extra_mib": _peak_mib() - base, "blas_arch": arch}
 
 
 def _isa_env(avx2: bool) -> dict[str, str]:
@@ -152,6 +161,7 @@ def run_rounds(variant, shape_name, shape, smoothing, threads, reps, avx2, round
     into["time"] = statistics.median(into["times"])
     into["peak_extra_mib"] = max(into.get("peak_extra_mib", 0.0), r["peak_extra_mib"])
     into["rounds"] = into.get("rounds", 0) + 1
+    into["blas_arch"] = r.get("blas_arch")
 
 
 def run_one(variant, shape_name, shape, smoothing, threads, reps, avx2):
@@ -225,7 +235,8 @@ def main(argv=None) -> int:
         have_torch = True
     except ImportError:
         have_torch = False
-    variants = [v for v in a.variants.split(",") if have_torch or v in ("gemms", "csoftmax")]
+    variants = [v for v in a.variants.split(",")
+                if have_torch or v in ("gemms", "csoftmax", "cs-1chunk")]
     print(header(a.avx2), flush=True)
     results = []
     failed = False
@@ -234,7 +245,7 @@ def main(argv=None) -> int:
             rows = {}
             cases = [(var, sm) for var in variants
                      for sm in (("off", "on", "all") if var == "csoftmax" else
-                                ("off",) if var == "gemms" else ("off", "on"))]
+                                ("off",) if var in ("gemms", "cs-1chunk") else ("off", "on"))]
             # rounds interleave the variants, so that a slow phase of a shared
             # machine hits all of them alike; each round is a fresh process
             for _ in range(1 if a.smoke else a.rounds):
@@ -247,8 +258,10 @@ def main(argv=None) -> int:
             n, d, v = shape
             mib = 2.0**20
             floor = (n * d + v * d + min(n, max(1, 64 * 2**20 // (v * 4))) * v) * 4 / mib
+            archs = sorted({str(r.get("blas_arch")) for r in rows.values() if "time" in r})
             print(f"\n{sname} (N x D x V), float32, {k} thread(s); csoftmax's memory floor "
-                  f"dx + dW + one chunk of logits = {floor:.0f} MiB")
+                  f"dx + dW + one chunk of logits = {floor:.0f} MiB; OpenBLAS kernels in the "
+                  f"workers: {', '.join(archs)}")
             print(f"{'variant':12s} {'smooth':6s} {'time':>9s} {'x gemms':>8s} "
                   f"{'torch/cs':>9s} {'chunk/cs':>9s} {'extra MiB':>10s}")
             g = rows.get(("gemms", "off"), {}).get("time")
@@ -259,7 +272,7 @@ def main(argv=None) -> int:
                 sm_t = "on" if sm == "all" else sm
                 tt = rows.get(("torch", sm_t), {}).get("time")
                 tc = rows.get(("torch-chunk", sm_t), {}).get("time")
-                cs = var in ("csoftmax", "cs-torch")
+                cs = var in ("csoftmax", "cs-torch", "cs-1chunk")
                 ratio = lambda p: f"{p / r['time']:9.2f}" if (p and cs) else f"{'':9s}"  # noqa: E731
                 print(f"{var:12s} {sm:6s} {r['time'] * 1e3:7.0f}ms "
                       f"{(r['time'] / g if g else float('nan')):8.2f} {ratio(tt)} {ratio(tc)} "
