@@ -33,6 +33,8 @@ Design
    threads (measured: dW differs in the last bits); this split does, and the
    two phases never run at once, so there is no oversubscription.  Each block
    packs its own slice of the operands, so the split costs no extra passes.
+   Known limit: from a thread other than the main one, OpenBLAS 0.3.31 did not
+   always apply the one-thread setting, so such calls agree to rounding only.
 """
 from __future__ import annotations
 
@@ -76,16 +78,41 @@ def _blas_libs():
     return _controller
 
 
+_limit_lock = threading.Lock()
+_limit_depth = 0
+_limiter = None
+
+
 @contextlib.contextmanager
 def _blas_single():
     """The BLAS on one thread for the duration of a call (csoftmax runs the blocks
-    in parallel itself, so the work split never depends on the thread count)."""
-    libs = _blas_libs()
-    if all(lib.num_threads <= 1 for lib in libs.lib_controllers):
+    in parallel itself, so the work split never depends on the thread count).
+
+    The BLAS's setting is process-wide: concurrent calls from several Python
+    threads share one limit, set by the first to enter and restored by the
+    last to leave."""
+    global _limit_depth, _limiter
+    with _limit_lock:
+        if _limit_depth == 0:
+            # (the libraries' own calls: threadpoolctl's limiter works from its
+            # cached counts, which go stale when calls come from several threads)
+            saved = []
+            for lib in _blas_libs().lib_controllers:
+                k = lib.get_num_threads()
+                if k is not None and k > 1:
+                    lib.set_num_threads(1)
+                    saved.append((lib, k))
+            _limiter = saved
+        _limit_depth += 1
+    try:
         yield
-        return
-    with libs.limit(limits=1):
-        yield
+    finally:
+        with _limit_lock:
+            _limit_depth -= 1
+            if _limit_depth == 0:
+                for lib, k in _limiter or ():
+                    lib.set_num_threads(k)
+                _limiter = None
 
 
 def _pool(nthreads: int):
