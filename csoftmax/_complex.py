@@ -51,13 +51,33 @@ def wrap_phase(x, *, xp=None):
     return np.where(np.abs(x) < math.pi, x, wrapped)
 
 
+def _div_real(z: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``z / r`` for real ``r``, part by part: NumPy's complex division forms
+    ``1 / r`` first, which overflows for a subnormal ``r``."""
+    return z.real / r + 1j * (z.imag / r)
+
+
 def _csign(z: np.ndarray) -> np.ndarray:
     """``z / |z|`` (0 where z == 0): SciPy's sign of a complex number, which is
-    NaN for an infinite z (NumPy's ``np.sign`` would give a unit number)."""
+    NaN for an infinite z (NumPy's ``np.sign`` would give a unit number).  A
+    subnormal z still has a unit sign (SciPy's division overflows there)."""
     z = np.asarray(z)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = z / np.abs(z)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        r = np.abs(z)
+        ok = np.isfinite(r) & (r > 0)
+        out = np.where(ok, _div_real(z, np.where(ok, r, 1.0)), z / r)
     return np.where(z == 0, 0j, out)
+
+
+def _cdiv(s: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``s / m`` without the overflow of ``1 / m`` for a subnormal ``m``:
+    ``(s * conj(m / |m|)) / |m|`` where ``|m|`` is finite and non-zero."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        r = np.abs(m)
+        ok = np.isfinite(r) & (r > 0)
+        r1 = np.where(ok, r, 1.0)
+        q = _div_real(s * np.conj(_div_real(m, r1)), r1)
+        return np.where(ok, q, s / m)
 
 
 def _as_complex(v: np.ndarray, cdt: np.dtype) -> np.ndarray:
@@ -120,7 +140,7 @@ def logsumexp(a: np.ndarray, b: np.ndarray | None, axes: tuple[int, ...],
             m = np.where(has, b2[rows, last], (b2 * hit).sum(axis=1))
             e = b2 * np.exp(rest - amax[:, None])
         s = e.sum(axis=1)
-        s = np.where(s == 0, s, s / m)
+        s = np.where(s == 0, s, _cdiv(s, m))
         sgn = _csign(s + 1) * _csign(m) * np.exp(1j * amax.imag)
         res = np.log1p(s) + np.log(m) + amax
         if return_sign:

@@ -225,3 +225,20 @@ def test_what_stays_an_error():
         csoftmax.logsumexp(np.array([True, False]), b=np.array([1j, 1]))
     with pytest.raises(TypeError, match="dtype"):
         csoftmax.logsumexp(z, b=np.array(["x"] * 3))
+
+
+def test_subnormal_sum_keeps_a_unit_sign():
+    """A finite, non-zero but subnormal sum: the sign is a unit number (SciPy's
+    1 / |sum| overflows to inf + nan j there, a documented difference)."""
+    x = np.full(5, -0.45, np.complex64)
+    b = np.array(1e-310)
+    got = csoftmax.logsumexp(x, b=b, keepdims=True, return_sign=True)
+    exp = ref.logsumexp_complex(x, b=b, keepdims=True, return_sign=True)
+    np.testing.assert_allclose(got[0], exp[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], exp[1], rtol=0, atol=1e-12)
+    z = np.array([1 + 2j, 3 - 1j])
+    bz = np.array([1e-310j, 2e-311])
+    got = csoftmax.logsumexp(z, b=bz, return_sign=True)
+    exp = ref.logsumexp_complex(z, b=bz, return_sign=True)
+    np.testing.assert_allclose(got[0], exp[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], exp[1], rtol=0, atol=1e-9)  # b has ~12 digits
