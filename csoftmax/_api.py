@@ -618,13 +618,16 @@ def _denominator(sp: _XentSpec) -> float:
     d = _raw_denominator(sp)
     if not (0.0 < d < 2.0**-960):
         return d
-    k = -math.frexp(d)[1]                            # d * 2**k in [0.5, 1)
+    # the smallest power of two that lifts d to [2**-960, 2**-959): a larger one
+    # (e.g. d to [0.5, 1)) could overflow the largest weight where this one does not
+    k = -959 - math.frexp(d)[1]
     if sp.sample_weight is not None:
         sw = np.ldexp(sp.sample_weight, k)
         if np.max(sw) <= 2.0**1000:
             sp.sample_weight = sw
             return _raw_denominator(sp)
-    elif sp.weight is not None and not sp.soft:
+    elif sp.weight is not None and not sp.soft and not sp.alpha:
+        # (not with z-loss: its alpha lse**2 is not weighted by the class weights)
         w = np.ldexp(sp.weight.astype(np.float64), k)
         if np.max(w) <= float(np.finfo(sp.cdt).max) / 4:
             sp.weight = w.astype(sp.cdt)

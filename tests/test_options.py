@@ -280,3 +280,25 @@ def test_short_rows_with_row_options(dt, c, red):
     l2 = cs.cross_entropy(z, lab, reduction="none", sample_weight=sw)
     rl2 = R.cross_entropy(z, lab, reduction="none", sample_weight=sw)
     assert _rel(l2, rl2) <= tol
+
+
+def test_subnormal_mean_denominator_with_a_large_weight():
+    """Found by the fuzzer: class weights 1e-310 (the labels') next to 0.06 (no label)
+    give a mean denominator of 2e-310; lifting it by 2**1029 (to [0.5, 1)) overflowed
+    the 0.06 weight and the gradient became inf/NaN.  The smallest lift is used now."""
+    z = np.array([[0, 1, 0, 1, 0], [1, 0, 0, 0, 13], [8, 0, 27, 0, 9], [6, 0, 0, 0, 0],
+                  [0, 0, 8, 0, 0]], dtype=np.float64)
+    t = np.array([0, 2, 2, 0, 0])
+    w = np.array([0.0, 0.0, 1e-310, 0.06, 1e-310])
+    # with z-loss the class weights may not be rescaled (alpha lse**2 is not weighted):
+    # here its mean is truly beyond float64's range
+    assert cs.cross_entropy(z, t, weight=w, z_loss=1e-4) == R.cross_entropy(
+        z, t, weight=w, z_loss=1e-4) == np.inf
+    assert np.isclose(cs.cross_entropy(z, t, weight=w, z_loss=1e-9),
+                      R.cross_entropy(z, t, weight=w, z_loss=1e-9), rtol=1e-12)
+    for kw in ({}, {"softcap": 30.0}):
+        loss, g = cs.cross_entropy_with_grad(z, t, weight=w, **kw)
+        rl, rg = R.cross_entropy_with_grad(z, t, weight=w, **kw)
+        assert np.isfinite(loss) and np.all(np.isfinite(g)), kw
+        np.testing.assert_allclose(loss, rl, rtol=1e-12)
+        np.testing.assert_allclose(g, rg, rtol=1e-10, atol=1e-13)
