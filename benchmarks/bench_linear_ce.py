@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -35,17 +34,6 @@ import time
 SHAPES = {"1024x512x32000": (1024, 512, 32000), "256x512x128256": (256, 512, 128256)}
 SMOKE_SHAPES = {"64x16x300": (64, 16, 300)}
 VARIANTS = ["gemms", "csoftmax", "cs-1chunk", "cs-torch", "torch", "torch-chunk"]
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _peak_mib() -> float:
@@ -182,7 +170,8 @@ def run_one(variant, shape_name, shape, smoothing, threads, reps, avx2):
 
 def header(avx2: bool) -> str:
     import numpy as np
-    lines = [f"CPU: {_cpu()}  ({os.cpu_count()} CPUs)"]
+    from csoftmax._bench import _cpu_name       # the name every csoftmax table prints
+    lines = [f"CPU: {_cpu_name()}  ({os.cpu_count()} CPUs)"]
     try:
         import csoftmax
         env = _isa_env(avx2)

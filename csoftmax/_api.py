@@ -697,6 +697,31 @@ def _run_xent(sp: _XentSpec, grad3, grad_scale: float, row_gscale, want_lse: boo
     return loss, lse
 
 
+def _upstream(grad_scale, sp: _XentSpec, reduction: str, name: str):
+    """The upstream gradient: (scalar, None), or with reduction="none" (1.0, a
+    private float64 copy of the per-sample factors, flattened)."""
+    if np.ndim(grad_scale) == 0:
+        return _opt_float(grad_scale, "grad_scale", name), None
+    if reduction != "none":
+        raise ValueError(f"{name}: an array grad_scale needs reduction='none' "
+                         f"(for 'sum'/'mean' the loss is a scalar)")
+    gs_arr = np.asarray(grad_scale, dtype=np.float64)
+    if gs_arr.shape != sp.batch_shape:
+        raise ValueError(f"{name}: grad_scale has shape {gs_arr.shape}, expected the "
+                         f"per-sample loss shape {sp.batch_shape}")
+    return 1.0, gs_arr.reshape(-1).copy()      # private: see sample_weight
+
+
+def _grad_factors(gs0: float, gs_arr, sp: _XentSpec, reduction: str, denom: float):
+    """(the kernel's grad_scale, its per-row factors or None): the upstream
+    gradient, the mean's 1/denominator and the sample weights."""
+    scale = gs0 * ((1.0 / denom if denom else math.nan) if reduction == "mean" else 1.0)
+    row_gscale = gs_arr
+    if sp.sample_weight is not None:
+        row_gscale = sp.sample_weight if gs_arr is None else sp.sample_weight * gs_arr
+    return scale, row_gscale
+
+
 def _raise_label(row, value, batch_shape, c):
     pos = tuple(int(i) for i in np.unravel_index(row, batch_shape)) if batch_shape else ()
     valid = f"valid labels are 0..{c - 1}" if c else "there are no classes"
@@ -827,20 +852,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weig
                        label_smoothing, z_loss, softcap, name)
     z = sp.z
     axes = (sp.ax,)
-    # upstream gradient: a scalar, or per sample with reduction="none"
-    gs_arr = None
-    if np.ndim(grad_scale) == 0:
-        gs0 = _opt_float(grad_scale, "grad_scale", name)
-    else:
-        if reduction != "none":
-            raise ValueError(f"{name}: an array grad_scale needs reduction='none' "
-                             f"(for 'sum'/'mean' the loss is a scalar)")
-        gs_arr = np.asarray(grad_scale, dtype=np.float64)
-        if gs_arr.shape != sp.batch_shape:
-            raise ValueError(f"{name}: grad_scale has shape {gs_arr.shape}, expected the "
-                             f"per-sample loss shape {sp.batch_shape}")
-        gs_arr = gs_arr.reshape(-1).copy()      # private: see sample_weight
-        gs0 = 1.0
+    gs0, gs_arr = _upstream(grad_scale, sp, reduction, name)
     if inplace:
         if not isinstance(z_in, np.ndarray):
             raise TypeError("inplace=True needs logits to be a numpy.ndarray")
@@ -853,10 +865,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weig
         _check_out(out, z.shape, sp.rdt)
 
     denom = _denominator(sp) if reduction == "mean" else 1.0
-    scale = gs0 * ((1.0 / denom if denom else math.nan) if reduction == "mean" else 1.0)
-    row_gscale = gs_arr
-    if sp.sample_weight is not None:
-        row_gscale = sp.sample_weight if gs_arr is None else sp.sample_weight * gs_arr
+    scale, row_gscale = _grad_factors(gs0, gs_arr, sp, reduction, denom)
     grad3 = None
     if out is not None:
         # None when the kernel cannot write `out` directly (not a row view,

@@ -151,7 +151,7 @@ def _blocks(total: int, size: int):
 
 class _LinSpec:
     __slots__ = ("x2", "w", "b", "xs", "lead", "n", "d", "v", "cdt", "rdt", "sp", "rows",
-                 "lab", "ig", "use_ig", "denom", "chunk", "t2")
+                 "lab", "denom", "chunk", "t2")
 
 
 def _float_array(a, name, what):
@@ -247,8 +247,7 @@ def _prepare(x, weight, target, bias, class_weight, sample_weight, ignore_index,
 
 # --------------------------------------------------------------------------- the loop
 
-def _run(ls: _LinSpec, want_grad: bool, scale: float, row_gscale, want_lse: bool,
-         acc_dt, outs):
+def _run(ls: _LinSpec, want_grad: bool, scale: float, row_gscale, want_lse: bool, outs):
     """Chunk loop; returns (per-sample loss float64, lse float64 or None).
 
     `outs` = (dx2, dW, db): the arrays to write, each None when not wanted.
@@ -394,30 +393,6 @@ def _run(ls: _LinSpec, want_grad: bool, scale: float, row_gscale, want_lse: bool
     return loss, lse
 
 
-def _grad_scale(grad_scale, ls, reduction, name):
-    """(scalar factor, per-sample factors or None) as in cross_entropy_with_grad."""
-    sp = ls.sp
-    gs_arr = None
-    if np.ndim(grad_scale) == 0:
-        gs0 = _api._opt_float(grad_scale, "grad_scale", name)
-    else:
-        if reduction != "none":
-            raise ValueError(f"{name}: an array grad_scale needs reduction='none' "
-                             f"(for 'sum'/'mean' the loss is a scalar)")
-        gs_arr = np.asarray(grad_scale, dtype=np.float64)
-        if gs_arr.shape != sp.batch_shape:
-            raise ValueError(f"{name}: grad_scale has shape {gs_arr.shape}, expected the "
-                             f"per-sample loss shape {sp.batch_shape}")
-        gs_arr = gs_arr.reshape(-1).copy()
-        gs0 = 1.0
-    d = ls.denom
-    scale = gs0 * ((1.0 / d if d else math.nan) if reduction == "mean" else 1.0)
-    row_gscale = gs_arr
-    if sp.sample_weight is not None:
-        row_gscale = sp.sample_weight if gs_arr is None else sp.sample_weight * gs_arr
-    return scale, row_gscale
-
-
 def _outputs(out, ls, acc_dt, name):
     """The (dx2, dW, db) the loop writes and the arrays handed back to the caller."""
     shapes = [ls.xs, (ls.v, ls.d)] + ([(ls.v,)] if ls.b is not None else [])
@@ -488,7 +463,7 @@ def linear_cross_entropy(x, weight, target, *, bias=None, class_weight=None,
     ls = _prepare(x, weight, target, bias, class_weight, sample_weight, ignore_index,
                   reduction, label_smoothing, z_loss, softcap, chunk_size, name)
     with _blas_single(), np.errstate(all="ignore"):
-        loss, lse = _run(ls, False, 1.0, None, return_lse, None, None)
+        loss, lse = _run(ls, False, 1.0, None, return_lse, None)
     sp = ls.sp
     return _api._finish(sp, loss.reshape(sp.batch_shape), lse, ls.denom, return_lse)
 
@@ -502,10 +477,11 @@ def linear_cross_entropy_with_grad(x, weight, target, *, bias=None, class_weight
     ls = _prepare(x, weight, target, bias, class_weight, sample_weight, ignore_index,
                   reduction, label_smoothing, z_loss, softcap, chunk_size, name)
     acc_dt = _acc_dtype(accumulate_dtype, ls.cdt, name)
-    scale, row_gscale = _grad_scale(grad_scale, ls, reduction, name)
+    scale, row_gscale = _api._grad_factors(
+        *_api._upstream(grad_scale, ls.sp, reduction, name), ls.sp, reduction, ls.denom)
     given, work, outs = _outputs(out, ls, acc_dt, name)
     with _blas_single(), np.errstate(all="ignore"):
-        loss, lse = _run(ls, True, scale, row_gscale, return_lse, acc_dt, outs)
+        loss, lse = _run(ls, True, scale, row_gscale, return_lse, outs)
     grads = _finish_grads(given, work, ls)
     sp = ls.sp
     return _api._finish(sp, loss.reshape(sp.batch_shape), lse, ls.denom, return_lse,
@@ -521,14 +497,15 @@ def _with_grad_needed(x, weight, target, bias, need, *, class_weight=None,
     name = "linear_cross_entropy"
     ls = _prepare(x, weight, target, bias, class_weight, sample_weight, ignore_index,
                   reduction, label_smoothing, z_loss, softcap, chunk_size, name)
-    scale, row_gscale = _grad_scale(grad_scale, ls, reduction, name)
+    scale, row_gscale = _api._grad_factors(
+        *_api._upstream(grad_scale, ls.sp, reduction, name), ls.sp, reduction, ls.denom)
     shapes = [ls.xs, (ls.v, ls.d), (ls.v,)]
     res = [np.empty(shp, dtype=ls.cdt) if (k < 2 or ls.b is not None) and need[k] else None
            for k, shp in enumerate(shapes)]
     outs = (None if res[0] is None else res[0].reshape(ls.n, ls.d), res[1], res[2])
     with _blas_single(), np.errstate(all="ignore"):
         loss, lse = _run(ls, any(a is not None for a in outs), scale, row_gscale,
-                         return_lse, ls.cdt, outs)
+                         return_lse, outs)
     sp = ls.sp
     r = _api._finish(sp, loss.reshape(sp.batch_shape), lse, ls.denom, return_lse)
     return (r, None) if not return_lse else r, res

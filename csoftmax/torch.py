@@ -108,6 +108,20 @@ def _const_tensor(t: Tensor | None, name: str, dtype: torch.dtype | None = None
     return _as_numpy(t)
 
 
+def _target_array(target: Tensor, dtype: torch.dtype, name: str) -> np.ndarray[Any, Any]:
+    """Class indices or probabilities (the latter in `dtype` unless float32/64)."""
+    if target.is_floating_point():
+        t = _const_tensor(target, "target (probabilities)",
+                          None if target.dtype in _FLOAT_DTYPES else dtype)
+    elif target.dtype == torch.bool or target.is_complex():
+        raise TypeError(f"{name}: target must hold class indices (integer) or "
+                        f"probabilities (float), got {target.dtype}")
+    else:
+        t = _const_tensor(target, "target")
+    assert t is not None
+    return t
+
+
 def _same_memory(a: Tensor, b: Tensor) -> bool:
     try:
         return bool(a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
@@ -368,15 +382,7 @@ def cross_entropy(
     if input.is_complex() or input.layout != torch.strided:
         raise TypeError("csoftmax.torch.cross_entropy: input must be a dense real tensor")
     axis = 0 if input.dim() == 1 else 1
-    if target.is_floating_point():
-        t = _const_tensor(target, "target (probabilities)",
-                          None if target.dtype in _FLOAT_DTYPES else input.dtype)
-    elif target.dtype == torch.bool or target.is_complex():
-        raise TypeError(f"csoftmax.torch.cross_entropy: target must hold class indices "
-                        f"(integer) or probabilities (float), got {target.dtype}")
-    else:
-        t = _const_tensor(target, "target")
-    assert t is not None
+    t = _target_array(target, input.dtype, "csoftmax.torch.cross_entropy")
     w = _const_tensor(weight, "weight")
     sw = _const_tensor(sample_weight, "sample_weight")
     if reduction not in ("none", "mean", "sum"):
@@ -567,15 +573,7 @@ def linear_cross_entropy(
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{name}: reduction must be 'none', 'mean' or 'sum', "
                          f"got {reduction!r}")
-    if target.is_floating_point():
-        t = _const_tensor(target, "target (probabilities)",
-                          None if target.dtype in _FLOAT_DTYPES else input.dtype)
-    elif target.dtype == torch.bool or target.is_complex():
-        raise TypeError(f"{name}: target must hold class indices (integer) or "
-                        f"probabilities (float), got {target.dtype}")
-    else:
-        t = _const_tensor(target, "target")
-    assert t is not None
+    t = _target_array(target, input.dtype, name)
     kw: dict[str, Any] = dict(class_weight=_const_tensor(weight, "weight"),
                               sample_weight=_const_tensor(sample_weight, "sample_weight"),
                               ignore_index=ignore_index,
