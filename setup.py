@@ -17,6 +17,10 @@ C_SOURCES = [
     "src_c/kernels_scalar.c",
     "src_c/kernels_avx2.c",
     "src_c/kernels_avx512.c",
+    "src_c/partial_scalar.c",
+    "src_c/partial_avx2.c",
+    "src_c/partial_avx512.c",
+    "src_c/partial_merge.c",
     "src_c/seam_avx512.c",      # empty unless CSOFTMAX_TEST_SEAM=1 (tests only)
 ]
 
@@ -122,7 +126,8 @@ def _parallel_compile(compiler, plain=(), extra_cflags=()):
             compiler._compile(obj, src, ext, cc_args, post, pp_opts)
 
         todo = sorted((o for o in objects if o in build),
-                      key=lambda o: "kernels_" not in os.path.basename(build[o][0]))
+                      key=lambda o: not os.path.basename(build[o][0]).startswith(
+                          ("kernels_", "partial_")))
         with ThreadPoolExecutor(max(jobs, 1)) as pool:
             list(pool.map(one, todo))
         return objects

@@ -35,6 +35,7 @@ cdef extern from "csoftmax.h" nogil:
         double z_loss
         double softcap
         double *lse_out
+        int64_t label_offset
 
     ctypedef enum csm_isa:
         CSM_ISA_SCALAR
@@ -74,3 +75,36 @@ cdef extern from "csoftmax.h" nogil:
     int csm_exp_f64(Py_ssize_t n, const double *x, double *out)
     int csm_softcap_f32(Py_ssize_t n, const float *x, double cap, float *out)
     int csm_softcap_f64(Py_ssize_t n, const double *x, double cap, double *out)
+
+    # the partial family (class slices)
+    int csm_partial_f32(csm_shape sh, const float *x, csm_strides xs, const int64_t *label,
+                        csm_strides lbs, const csm_xent_opts *opt, double *part, csm_strides ps)
+    int csm_partial_f64(csm_shape sh, const double *x, csm_strides xs, const int64_t *label,
+                        csm_strides lbs, const csm_xent_opts *opt, double *part, csm_strides ps)
+    int csm_partial_merge(Py_ssize_t nparts, Py_ssize_t nrows, const double *part,
+                          Py_ssize_t pp, Py_ssize_t pr, Py_ssize_t pf, double *out,
+                          Py_ssize_t orow, Py_ssize_t of)
+    int csm_partial_log1p(Py_ssize_t nrows, const double *state, Py_ssize_t sr, Py_ssize_t sf,
+                          double *L, Py_ssize_t ls)
+    int csm_softmax_merged_f32(csm_shape sh, const float *x, csm_strides xs,
+                               const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
+                               const double *mrg, csm_strides ms, float *y, csm_strides ys)
+    int csm_softmax_merged_f64(csm_shape sh, const double *x, csm_strides xs,
+                               const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
+                               const double *mrg, csm_strides ms, double *y, csm_strides ys)
+    int csm_log_softmax_merged_f32(csm_shape sh, const float *x, csm_strides xs,
+                                   const int64_t *label, csm_strides lbs,
+                                   const csm_xent_opts *opt, const double *mrg,
+                                   csm_strides ms, float *y, csm_strides ys)
+    int csm_log_softmax_merged_f64(csm_shape sh, const double *x, csm_strides xs,
+                                   const int64_t *label, csm_strides lbs,
+                                   const csm_xent_opts *opt, const double *mrg,
+                                   csm_strides ms, double *y, csm_strides ys)
+    int csm_xent_grad_merged_f32(csm_shape sh, const float *x, csm_strides xs,
+                                 const int64_t *label, csm_strides lbs,
+                                 const csm_xent_opts *opt, const double *mrg,
+                                 csm_strides ms, float *y, csm_strides ys)
+    int csm_xent_grad_merged_f64(csm_shape sh, const double *x, csm_strides xs,
+                                 const int64_t *label, csm_strides lbs,
+                                 const csm_xent_opts *opt, const double *mrg,
+                                 csm_strides ms, double *y, csm_strides ys)

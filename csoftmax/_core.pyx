@@ -19,6 +19,7 @@ Design
    answers them, so ``&x[0, 0, 0]`` here always points at a real element.
 """
 from libc.stdint cimport int64_t
+from libc.math cimport INFINITY
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDES, PyBUF_WRITABLE
 from ._ckernels cimport *
@@ -149,6 +150,7 @@ cdef int _fill_opts(csm_xent_opts *opt, double grad_scale, object row_scale,
     opt.z_loss = alpha
     opt.softcap = softcap
     opt.lse_out = NULL
+    opt.label_offset = 0
     if row_scale is not None:
         rs = row_scale
         if rs.shape[0] != nrows:
@@ -213,6 +215,158 @@ def xent_labels_rows(const real[:, :, :] z,        # IN  (n0, n1, c) logits
                                      &loss[0, 0], ls, gp, gs, &err)
     if st == CSM_ERR_LABEL:
         raise LabelError("bad label", err.row, err.value)
+    _check(st)
+
+
+# ---- the partial family: class slices (src_c/kernels_partial.h) -------------------
+
+cdef int _slice_opts(csm_xent_opts *opt, const int64_t[:, :] label, Py_ssize_t c,
+                     int64_t label_offset, int64_t ignore_index, bint use_ignore,
+                     const real[::1] class_weight, double label_smoothing,
+                     double softcap) except -1:
+    _fill_opts(opt, 1.0, None, None, None, 0.0, label_smoothing, 0.0, softcap, None, 0, c)
+    opt.label_offset = label_offset
+    opt.ignore_index = ignore_index
+    opt.use_ignore = use_ignore
+    if class_weight is not None:
+        if class_weight.shape[0] != c:
+            raise ValueError("class_weight has the wrong length")
+        opt.class_weight = &class_weight[0]
+    return 0
+
+
+def partial_rows(const real[:, :, :] x,            # IN  (n0, n1, c) one slice of the classes
+                 double[:, :, :] part,             # OUT (n0, n1, 6) per-row state
+                 const int64_t[:, :] label=None,   # IN  (n0, n1) labels of the whole row, or None
+                 int64_t label_offset=0,
+                 int64_t ignore_index=0,
+                 bint use_ignore=False,
+                 const real[::1] class_weight=None,   # IN (c,) the slice's weights, or None
+                 double label_smoothing=0.0,
+                 double softcap=0.0):
+    """Per-row state of a slice of the classes (csm_partial)."""
+    cdef csm_shape sh = _shape3(x.shape)
+    cdef csm_strides xs = _st3(x.strides, sizeof(real)), ps = _st3(part.strides, sizeof(double))
+    cdef csm_strides lbs
+    cdef csm_xent_opts opt
+    cdef const int64_t *lp = NULL
+    cdef const csm_xent_opts *op = NULL
+    cdef int st
+    if part.shape[0] != sh.n0 or part.shape[1] != sh.n1 or part.shape[2] != 6:
+        raise ValueError("part has the wrong shape")
+    if sh.n0 * sh.n1 == 0:
+        return
+    if sh.c == 0:
+        part[:, :, :] = 0.0
+        part[:, :, 0] = -INFINITY
+        return
+    lbs.s0 = lbs.s1 = lbs.sc = 0
+    if label is not None:
+        if label.shape[0] != sh.n0 or label.shape[1] != sh.n1:
+            raise ValueError("label has the wrong shape")
+        lbs = _st2(label.strides, sizeof(int64_t))
+        lp = &label[0, 0]
+        _slice_opts(&opt, label, sh.c, label_offset, ignore_index, use_ignore, class_weight,
+                    label_smoothing, softcap)
+        op = &opt
+    with nogil:
+        if real is float:
+            st = csm_partial_f32(sh, &x[0, 0, 0], xs, lp, lbs, op, &part[0, 0, 0], ps)
+        else:
+            st = csm_partial_f64(sh, &x[0, 0, 0], xs, lp, lbs, op, &part[0, 0, 0], ps)
+    _check(st)
+
+
+def partial_merge(const double[:, :, :] parts,    # IN  (P, R, k >= 6) states
+                  double[:, :] out):              # OUT (R, k) merged state
+    """Merge P states per row, left to right (csm_partial_merge)."""
+    cdef Py_ssize_t P = parts.shape[0], R = parts.shape[1]
+    cdef int st
+    if parts.shape[2] < 6 or out.shape[0] != R or out.shape[1] < 6:
+        raise ValueError("states must have 6 fields")
+    if R == 0:
+        return
+    if P == 0:
+        out[:, :] = 0.0
+        out[:, 0] = -INFINITY
+        return
+    with nogil:
+        st = csm_partial_merge(P, R, &parts[0, 0, 0], parts.strides[0] // 8,
+                               parts.strides[1] // 8, parts.strides[2] // 8, &out[0, 0],
+                               out.strides[0] // 8, out.strides[1] // 8)
+    _check(st)
+
+
+def partial_log1p(const double[:, :] state, double[:] L):
+    """L = log1p(count - 1 + s) per state row (csm_partial_log1p)."""
+    cdef Py_ssize_t R = state.shape[0]
+    cdef int st
+    if state.shape[1] < 3 or L.shape[0] != R:
+        raise ValueError("bad state or L shape")
+    if R == 0:
+        return
+    with nogil:
+        st = csm_partial_log1p(R, &state[0, 0], state.strides[0] // 8, state.strides[1] // 8,
+                               &L[0], L.strides[0] // 8)
+    _check(st)
+
+
+def merged_rows(int mode,                         # 0 softmax, 1 log_softmax, 2 gradient
+                const real[:, :, :] x,            # IN  (n0, n1, c) one slice of the classes
+                const double[:, :, :] mrg,        # IN  (n0, n1, 4) per-row merged factors
+                real[:, :, :] y,                  # OUT (n0, n1, c); may be x
+                const int64_t[:, :] label=None,   # IN  (n0, n1) (mode 2)
+                int64_t label_offset=0,
+                int64_t ignore_index=0,
+                bint use_ignore=False,
+                const real[::1] class_weight=None,
+                double label_smoothing=0.0,
+                double softcap=0.0):
+    """A slice written from its rows' merged state (csm_*_merged)."""
+    cdef csm_shape sh = _shape3(x.shape)
+    cdef csm_strides xs = _st3(x.strides, sizeof(real)), ys = _st3(y.strides, sizeof(real))
+    cdef csm_strides ms = _st3(mrg.strides, sizeof(double)), lbs
+    cdef csm_xent_opts opt
+    cdef const int64_t *lp = NULL
+    cdef const csm_xent_opts *op = NULL
+    cdef int st
+    if (y.shape[0] != sh.n0 or y.shape[1] != sh.n1 or y.shape[2] != sh.c
+            or mrg.shape[0] != sh.n0 or mrg.shape[1] != sh.n1 or mrg.shape[2] < 4):
+        raise ValueError("y or mrg has the wrong shape")
+    if mode < 0 or mode > 2:
+        raise ValueError("bad mode")
+    if sh.n0 * sh.n1 == 0 or sh.c == 0:
+        return
+    lbs.s0 = lbs.s1 = lbs.sc = 0
+    if mode == 2:
+        if label is None or label.shape[0] != sh.n0 or label.shape[1] != sh.n1:
+            raise ValueError("label missing or of the wrong shape")
+        lbs = _st2(label.strides, sizeof(int64_t))
+        lp = &label[0, 0]
+        _slice_opts(&opt, label, sh.c, label_offset, ignore_index, use_ignore, class_weight,
+                    label_smoothing, softcap)
+        op = &opt
+    with nogil:
+        if real is float:
+            if mode == 0:
+                st = csm_softmax_merged_f32(sh, &x[0, 0, 0], xs, lp, lbs, op, &mrg[0, 0, 0], ms,
+                                            &y[0, 0, 0], ys)
+            elif mode == 1:
+                st = csm_log_softmax_merged_f32(sh, &x[0, 0, 0], xs, lp, lbs, op,
+                                                &mrg[0, 0, 0], ms, &y[0, 0, 0], ys)
+            else:
+                st = csm_xent_grad_merged_f32(sh, &x[0, 0, 0], xs, lp, lbs, op, &mrg[0, 0, 0],
+                                              ms, &y[0, 0, 0], ys)
+        else:
+            if mode == 0:
+                st = csm_softmax_merged_f64(sh, &x[0, 0, 0], xs, lp, lbs, op, &mrg[0, 0, 0], ms,
+                                            &y[0, 0, 0], ys)
+            elif mode == 1:
+                st = csm_log_softmax_merged_f64(sh, &x[0, 0, 0], xs, lp, lbs, op,
+                                                &mrg[0, 0, 0], ms, &y[0, 0, 0], ys)
+            else:
+                st = csm_xent_grad_merged_f64(sh, &x[0, 0, 0], xs, lp, lbs, op, &mrg[0, 0, 0],
+                                              ms, &y[0, 0, 0], ys)
     _check(st)
 
 

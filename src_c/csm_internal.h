@@ -160,6 +160,14 @@ static inline void csm_scratch_free(csm_scratch *s)
                      const csm_xent_opts *opt, double *loss, csm_strides ls, T *grad,          \
                      csm_strides gs)
 #define CSM_A_XS (sh, z, zs, t, ts, opt, loss, ls, grad, gs)
+#define CSM_P_PART(T) (csm_shape sh, const T *x, csm_strides xs, const int64_t *label,   \
+                       csm_strides lbs, const csm_xent_opts *opt, double *part,           \
+                       csm_strides ps)
+#define CSM_A_PART (sh, x, xs, label, lbs, opt, part, ps)
+#define CSM_P_MRG(T) (csm_shape sh, const T *x, csm_strides xs, const int64_t *label,    \
+                      csm_strides lbs, const csm_xent_opts *opt, const double *mrg,       \
+                      csm_strides ms, T *y, csm_strides ys)
+#define CSM_A_MRG (sh, x, xs, label, lbs, opt, mrg, ms, y, ys)
 #define CSM_P_VEC(T) (ptrdiff_t n, const T *x, T *out)
 #define CSM_A_VEC (n, x, out)
 #define CSM_P_CAP(T) (ptrdiff_t n, const T *x, double cap, T *out)
@@ -173,7 +181,11 @@ static inline void csm_scratch_free(csm_scratch *s)
     X(xent_labels_f32, XL, float) X(xent_labels_f64, XL, double)                \
     X(xent_soft_f32, XS, float) X(xent_soft_f64, XS, double)                    \
     X(exp_f32, VEC, float) X(exp_f64, VEC, double)                              \
-    X(softcap_f32, CAP, float) X(softcap_f64, CAP, double)
+    X(softcap_f32, CAP, float) X(softcap_f64, CAP, double)                      \
+    X(partial_f32, PART, float) X(partial_f64, PART, double)                    \
+    X(softmax_merged_f32, MRG, float) X(softmax_merged_f64, MRG, double)        \
+    X(log_softmax_merged_f32, MRG, float) X(log_softmax_merged_f64, MRG, double) \
+    X(xent_grad_merged_f32, MRG, float) X(xent_grad_merged_f64, MRG, double)
 
 /*
  * Column geometry (the column family, kernels_cols.h).  A batch whose class

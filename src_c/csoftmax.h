@@ -68,6 +68,8 @@ typedef struct {
     double softcap;             /* c > 0: logits replaced by c * tanh(z / c); 0 = off */
     double *lse_out;            /* per-row log-sum-exp (after softcap); NULL = not wanted;
                                    0 for ignored rows */
+    int64_t label_offset;       /* partial family only: the slice's first class; a label
+                                   L is in the slice if 0 <= L - label_offset < c */
 } csm_xent_opts;
 
 /* ISA tiers; csm_isa_active() reports the one chosen at first use. */
@@ -158,6 +160,71 @@ int csm_xent_soft_f32(csm_shape sh, const float *z, csm_strides zs,
 int csm_xent_soft_f64(csm_shape sh, const double *z, csm_strides zs,
                       const double *t, csm_strides ts, const csm_xent_opts *opt,
                       double *loss, csm_strides ls, double *grad, csm_strides gs);
+
+/*
+ * The partial family (classes split into slices; kernels_partial.h has the
+ * design).  csm_partial writes per row the slice's state, CSM_PART_N doubles
+ * at part[i0*ps.s0 + i1*ps.s1 + f*ps.sc]:
+ *   f = 0 max m of x' (NaN if the slice holds a NaN), 1 count of x' == m,
+ *   2 sum over the others of exp(x' - m), 3 the target's x' when the label
+ *   is in the slice (else 0), 4 sum of t_k = w_k (smoothing only, else 0),
+ *   5 sum_k t_k (sh - x'_k), sh = m if finite else 0 (smoothing only; 0 when m is
+ *   NaN or +inf: such a row's loss is NaN anyway).
+ * label == NULL (and opt == NULL allowed): the log-sum-exp state only.  opt
+ * uses label_offset, ignore_index/use_ignore (ignored rows: the state of an
+ * empty slice, logits not read), class_weight (the slice's c weights),
+ * label_smoothing (only as "non-zero") and softcap.  Labels outside the slice
+ * are not errors: the caller validates them against the whole class axis.
+ */
+#define CSM_PART_N 6
+int csm_partial_f32(csm_shape sh, const float *x, csm_strides xs, const int64_t *label,
+                    csm_strides lbs, const csm_xent_opts *opt, double *part, csm_strides ps);
+int csm_partial_f64(csm_shape sh, const double *x, csm_strides xs, const int64_t *label,
+                    csm_strides lbs, const csm_xent_opts *opt, double *part, csm_strides ps);
+
+/*
+ * Merge nparts states per row, left to right, into out (a state again):
+ * part[i*pp + r*pr + f*pf], out[r*orow + f*of].  One state is returned as is.
+ * csm_partial_log1p: L[r*ls] = log1p(count - 1 + s) of state rows
+ * (state[r*sr + f*sf]); the row's log-sum-exp is m + L.  Not dispatched.
+ */
+int csm_partial_merge(ptrdiff_t nparts, ptrdiff_t nrows, const double *part, ptrdiff_t pp,
+                      ptrdiff_t pr, ptrdiff_t pf, double *out, ptrdiff_t orow, ptrdiff_t of);
+int csm_partial_log1p(ptrdiff_t nrows, const double *state, ptrdiff_t sr, ptrdiff_t sf,
+                      double *L, ptrdiff_t ls);
+
+/*
+ * A slice written from its row's merged state, per row mrg[i0*ms.s0 +
+ * i1*ms.s1 + f*ms.sc] (M = field 0 is the merged max; a row whose M is not
+ * finite gets SciPy's special values: NaN; log-softmax of a +inf row: NaN at
+ * +inf, -inf elsewhere).  y may alias x exactly.
+ *   softmax:      f1 = 1 / (count + s)            y = exp(x - M) f1
+ *   log_softmax:  f1 = L                          y = (x - M) - L (double, rounded once)
+ *   xent_grad:    f1 = g0 A / (count + s), f2 = g0 (e/C), f3 = the target's gradient
+ *                 y_k = (exp(x'_k - M) f1 - f2 w_k) dx'_k/dx_k, y_T = f3 (label in the
+ *                 slice, label_offset as csm_partial), ignored rows 0; opt as csm_partial.
+ * softmax / log_softmax ignore label and opt (may be NULL).
+ */
+int csm_softmax_merged_f32(csm_shape sh, const float *x, csm_strides xs, const int64_t *label,
+                           csm_strides lbs, const csm_xent_opts *opt, const double *mrg,
+                           csm_strides ms, float *y, csm_strides ys);
+int csm_softmax_merged_f64(csm_shape sh, const double *x, csm_strides xs, const int64_t *label,
+                           csm_strides lbs, const csm_xent_opts *opt, const double *mrg,
+                           csm_strides ms, double *y, csm_strides ys);
+int csm_log_softmax_merged_f32(csm_shape sh, const float *x, csm_strides xs,
+                               const int64_t *label, csm_strides lbs,
+                               const csm_xent_opts *opt, const double *mrg, csm_strides ms,
+                               float *y, csm_strides ys);
+int csm_log_softmax_merged_f64(csm_shape sh, const double *x, csm_strides xs,
+                               const int64_t *label, csm_strides lbs,
+                               const csm_xent_opts *opt, const double *mrg, csm_strides ms,
+                               double *y, csm_strides ys);
+int csm_xent_grad_merged_f32(csm_shape sh, const float *x, csm_strides xs,
+                             const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
+                             const double *mrg, csm_strides ms, float *y, csm_strides ys);
+int csm_xent_grad_merged_f64(csm_shape sh, const double *x, csm_strides xs,
+                             const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
+                             const double *mrg, csm_strides ms, double *y, csm_strides ys);
 
 /* The vector exp the kernels use, exported for the accuracy sweep test:
  * out[i] = exp(x[i]) for i < n, on the active ISA path.  Returns CSM_OK. */

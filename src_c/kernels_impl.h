@@ -18,6 +18,10 @@
  *   kernels_cols.h     the column family: strided classes, contiguous positions
  *   kernels_rows.h     the public kernels: the row family, and the choice of
  *                      the column family from the strides (csm_col_pick)
+ * or, in the partial family's own translation units (CSM_FAMILY_PARTIAL,
+ * partial_<isa>.c, compiled in parallel with kernels_<isa>.c):
+ *   kernels_partial.h  class slices: per-slice states, and slices written from
+ *                      a merged state
  *
  * Design
  *   1. Every loop over a row works on whole vectors of the ISA (csm_vec.h:
@@ -47,10 +51,14 @@
 
 #include "kernels_common.h"
 #include "kernels_chunks.h"
-#include "kernels_row1.h"
-#include "kernels_tiles.h"
-#include "kernels_cols.h"
-#include "kernels_rows.h"
+#if defined(CSM_FAMILY_PARTIAL)
+#  include "kernels_partial.h"
+#else
+#  include "kernels_row1.h"
+#  include "kernels_tiles.h"
+#  include "kernels_cols.h"
+#  include "kernels_rows.h"
+#endif
 
 #undef T
 #undef V

@@ -31,6 +31,13 @@
                     const csm_xent_opts *opt; double *loss; csm_strides ls; T *grad;      \
                     csm_strides gs;
 #define CSM_U_XS (a->sh, a->z, a->zs, a->t, a->ts, a->opt, a->loss, a->ls, a->grad, a->gs)
+#define CSM_F_PART(T) csm_shape sh; const T *x; csm_strides xs; const int64_t *label; \
+                      csm_strides lbs; const csm_xent_opts *opt; double *part; csm_strides ps;
+#define CSM_U_PART (a->sh, a->x, a->xs, a->label, a->lbs, a->opt, a->part, a->ps)
+#define CSM_F_MRG(T) csm_shape sh; const T *x; csm_strides xs; const int64_t *label; \
+                     csm_strides lbs; const csm_xent_opts *opt; const double *mrg;     \
+                     csm_strides ms; T *y; csm_strides ys;
+#define CSM_U_MRG (a->sh, a->x, a->xs, a->label, a->lbs, a->opt, a->mrg, a->ms, a->y, a->ys)
 #define CSM_F_VEC(T) ptrdiff_t n; const T *x; T *out;
 #define CSM_U_VEC (a->n, a->x, a->out)
 #define CSM_F_CAP(T) ptrdiff_t n; const T *x; double cap; T *out;
