@@ -6,7 +6,9 @@ import to the best of baseline / AVX2 / AVX-512 that the CPU supports
 SciPy's signatures (``logsumexp``, ``softmax``, ``log_softmax``) plus a fused
 cross-entropy loss + gradient (``cross_entropy``, ``cross_entropy_with_grad``)
 and its fusion with a linear layer that never holds the logits
-(``linear_cross_entropy``, ``linear_cross_entropy_with_grad``).
+(``linear_cross_entropy``, ``linear_cross_entropy_with_grad``), and mergeable
+per-slice states for rows whose classes are split (``partial_logsumexp``,
+``partial_cross_entropy``, ``merge_*``; ``csoftmax.dask`` builds on them).
 ``csoftmax.reference`` holds the pure-NumPy float64 definitions the tests
 compare against.
 """
@@ -19,6 +21,14 @@ from ._api import (
     softmax,
 )
 from ._linear import linear_cross_entropy, linear_cross_entropy_with_grad
+from ._partial import (
+    STATE_FIELDS,
+    merge_cross_entropy,
+    merge_logsumexp,
+    merge_partials,
+    partial_cross_entropy,
+    partial_logsumexp,
+)
 from . import _core
 
 __all__ = [
@@ -30,6 +40,12 @@ __all__ = [
     "cross_entropy_with_grad",
     "linear_cross_entropy",
     "linear_cross_entropy_with_grad",
+    "partial_logsumexp",
+    "partial_cross_entropy",
+    "merge_partials",
+    "merge_logsumexp",
+    "merge_cross_entropy",
+    "STATE_FIELDS",
     "show_config",
     "set_num_threads",
 ]

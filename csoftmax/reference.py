@@ -20,6 +20,12 @@ not speed, and shares no code with the compiled extension:
   ``x @ weight.T + bias`` in float64 and applies ``_cross_entropy`` to them;
   the gradients follow by the chain rule: ``dx = g @ weight``,
   ``dweight = g.T @ x``, ``dbias = g.sum(0)`` with ``g`` the logits' gradient.
+* the class-slice states (``partial_logsumexp``, ``partial_cross_entropy``,
+  ``merge_*``) are defined from their meaning: per slice the max, its count,
+  the sum of the other exponentials, the target logit and the smoothing sums;
+  the merge rescales every slice to the overall max in one step (not left to
+  right), and ``merge_cross_entropy`` is ``cross_entropy``'s formula on the
+  merged log-sum-exp.
 * ``log_softmax`` uses the log1p form for rows with a finite maximum, so the
   reference is accurate where one entry dominates (SciPy's formula is not).
 
@@ -50,6 +56,11 @@ __all__ = [
     "logsumexp_complex",
     "softmax_complex",
     "log_softmax_complex",
+    "partial_logsumexp",
+    "partial_cross_entropy",
+    "merge_partials",
+    "merge_logsumexp",
+    "merge_cross_entropy",
 ]
 
 _REDUCTIONS = ("none", "sum", "mean")
@@ -562,3 +573,128 @@ def log_softmax_complex(x, axis=None):
     """``log(softmax(x))`` of finite complex input, in clongdouble, up to a
     multiple of ``2 pi i`` per row (compare imaginary parts modulo 2 pi)."""
     return _complex_softmax(x, axis, True)
+
+
+# ---------------------------------------------------------------------------
+# class-slice states
+# ---------------------------------------------------------------------------
+def _capped(z, softcap):
+    return z if softcap is None else float(softcap) * np.tanh(z / float(softcap))
+
+
+def _slice_state(z, labels, start, w, smooth, softcap):
+    """(rows, 6) states of rows z (rows, c) holding classes start.. start+c-1."""
+    z = _capped(z, softcap)
+    rows, c = z.shape
+    st = np.zeros((rows, 6))
+    for r in range(rows):
+        v = z[r]
+        if np.isnan(v).any():
+            st[r, :3] = (np.nan, 0.0, np.nan)
+        elif np.isposinf(v).any():
+            st[r, :3] = (np.inf, 1.0, 0.0)
+        elif c == 0 or np.isneginf(v).all():
+            st[r, :3] = (-np.inf, 0.0, 0.0)
+        else:
+            m = v.max()
+            st[r, :3] = (m, np.sum(v == m), np.sum(np.exp(v[v != m] - m)))
+        if labels is not None and start <= labels[r] < start + c:
+            st[r, 3] = v[labels[r] - start]
+        if smooth:
+            ws = w[start:start + c]
+            sh = st[r, 0] if np.isfinite(st[r, 0]) else 0.0
+            st[r, 4] = ws.sum()
+            # (a NaN or +inf slice makes the row's loss NaN whatever this is: 0)
+            special = np.isnan(st[r, 0]) or st[r, 0] == np.inf
+            st[r, 5] = np.sum(ws * (sh - v)) if c and not special else 0.0
+    return st
+
+
+def partial_logsumexp(a, axis=-1):
+    """States (batch + (6,)) of a slice of the classes along ``axis``."""
+    z = np.moveaxis(_as_float64(a), axis, -1)
+    st = _slice_state(z.reshape(int(np.prod(z.shape[:-1])), z.shape[-1]), None, 0, None,
+                      False, None)
+    return st.reshape(z.shape[:-1] + (6,))
+
+
+def partial_cross_entropy(logits, target, *, num_classes, start=0, axis=-1, weight=None,
+                          ignore_index=-100, label_smoothing=0.0, softcap=None):
+    """States of a slice (classes ``start ..``) for the cross-entropy."""
+    z = np.moveaxis(_as_float64(logits), axis, -1)
+    lab = np.asarray(target, dtype=np.int64).reshape(-1)
+    w = np.ones(num_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    st = _slice_state(z.reshape(lab.size, z.shape[-1]), lab, start, w,
+                      label_smoothing != 0.0, softcap)
+    if ignore_index is not None:
+        st[lab == ignore_index] = (-np.inf, 0, 0, 0, 0, 0)
+    return st.reshape(z.shape[:-1] + (6,))
+
+
+def merge_partials(states):
+    """Merge states (sequence of batch + (6,) arrays): every slice rescaled to the
+    overall max at once."""
+    p = np.stack([np.asarray(s, dtype=np.float64) for s in states])   # (P, ..., 6)
+    m = p[..., 0]
+    out = np.zeros(p.shape[1:])
+    nan = np.isnan(m).any(0)
+    pinf = np.isposinf(m).any(0) & ~nan
+    with np.errstate(invalid="ignore"):
+        M = np.max(np.where(np.isnan(m), -np.inf, m), axis=0)
+        top = (m == M) & np.isfinite(M)
+        scale = np.where(top, 1.0, np.exp(np.where(np.isfinite(M), m - M, -np.inf)))
+        cnt = np.sum(np.where(top, p[..., 1], 0.0), 0)
+        s = np.sum(np.where(top, p[..., 2], (p[..., 1] + p[..., 2]) * scale), 0)
+        shM = np.where(np.isfinite(M), M, 0.0)
+        shi = np.where(np.isfinite(m), m, 0.0)
+        tdot = np.sum(p[..., 4] * (shM - shi) + p[..., 5], 0)
+    out[..., 0] = np.where(nan, np.nan, np.where(pinf, np.inf, M))
+    out[..., 1] = np.where(nan, 0.0, np.where(pinf, 1.0, cnt))
+    out[..., 2] = np.where(nan, np.nan, np.where(pinf, 0.0, s))
+    out[..., 3] = p[..., 3].sum(0)
+    out[..., 4] = p[..., 4].sum(0)
+    out[..., 5] = tdot
+    return out
+
+
+def merge_logsumexp(states):
+    """log-sum-exp from the states of a row's slices."""
+    st = merge_partials(states)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return st[..., 0] + np.log1p((st[..., 1] - 1.0) + st[..., 2])
+
+
+def merge_cross_entropy(states, target, *, num_classes, weight=None, sample_weight=None,
+                        ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
+                        softcap=None, return_lse=False):
+    """The cross-entropy formula of ``_cross_entropy`` on the merged states:
+    -log p_y = lse - z'_y, sum_c w_c (-log p_c) = W lse - sum_c w_c z'_c."""
+    del softcap          # the states hold capped logits already
+    st = merge_partials(states)
+    lab = np.asarray(target, dtype=np.int64)
+    C = num_classes
+    w = np.ones(C) if weight is None else np.asarray(weight, dtype=np.float64)
+    s = np.ones(lab.shape) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    keep = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
+    e, a = float(label_smoothing), float(z_loss)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        lse = merge_logsumexp(states)
+        M = st[..., 0]
+        wy = w[np.where(keep, lab, 0)]
+        sum_wz = st[..., 4] * np.where(np.isfinite(M), M, 0.0) - st[..., 5]
+        loss = (1 - e) * wy * (lse - st[..., 3])
+        if e:
+            loss = loss + e / C * (w.sum() * lse - sum_wz)
+        if a:
+            loss = loss + a * lse**2
+        loss = np.where(keep, s * loss, 0.0)
+    if reduction == "none":
+        res = loss
+    elif reduction == "sum":
+        res = float(np.sum(loss))
+    else:
+        d = float(np.sum(np.where(keep, s * wy, 0.0)))
+        res = float(np.sum(loss) / d) if d else float("nan")
+    if return_lse:
+        return res, np.where(keep, lse, 0.0)
+    return res
