@@ -28,6 +28,12 @@ __all__ = [
     "cross_entropy_with_grad",
     "linear_cross_entropy",
     "linear_cross_entropy_with_grad",
+    "partial_logsumexp",
+    "partial_cross_entropy",
+    "merge_partials",
+    "merge_logsumexp",
+    "merge_cross_entropy",
+    "STATE_FIELDS",
     "show_config",
     "set_num_threads",
 ]
@@ -736,3 +742,69 @@ def linear_cross_entropy_with_grad(
     accumulate_dtype: DTypeLike = None,
     out: tuple[NDArray[Any], ...] | None = None,
 ) -> tuple[Any, ...]: ...
+
+# --------------------------------------------------------------------------- class-slice states
+_States = NDArray[np.float64] | list[NDArray[np.float64]] | tuple[NDArray[np.float64], ...]
+
+STATE_FIELDS: tuple[str, str, str, str, str, str]
+
+def partial_logsumexp(a: ArrayLike, axis: int = -1) -> NDArray[np.float64]: ...
+def partial_cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    num_classes: int,
+    start: int = 0,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    label_smoothing: float = 0.0,
+    softcap: float | None = None,
+) -> NDArray[np.float64]: ...
+def merge_partials(states: _States) -> NDArray[np.float64]: ...
+def merge_logsumexp(states: _States) -> NDArray[np.float64]: ...
+@overload
+def merge_cross_entropy(
+    states: _States,
+    target: ArrayLike,
+    *,
+    num_classes: int,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: Literal["none"],
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+) -> NDArray[np.float64]: ...
+@overload
+def merge_cross_entropy(
+    states: _States,
+    target: ArrayLike,
+    *,
+    num_classes: int,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduced = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[False] = False,
+) -> np.float64: ...
+@overload
+def merge_cross_entropy(
+    states: _States,
+    target: ArrayLike,
+    *,
+    num_classes: int,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    reduction: _Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: Literal[True],
+) -> tuple[Any, NDArray[np.float64]]: ...

@@ -348,7 +348,9 @@ def merge_cross_entropy(states, target, *, num_classes, weight=None, sample_weig
     those given to :func:`partial_cross_entropy`; `sample_weight`,
     `reduction`, `z_loss` and `return_lse` are as in
     :func:`csoftmax.cross_entropy`.  Losses are float64 (a per-sample
-    array for ``reduction="none"``, else a float).
+    array for ``reduction="none"``, else a ``np.float64``).  Class weights are
+    used in float64: to reproduce the one-piece bits for float32 logits, give
+    float32 weights (the one-piece kernels round them to the logits' dtype).
     """
     name = "merge_cross_entropy"
     stack, batch = _check_states(states, name)
@@ -362,11 +364,10 @@ def merge_cross_entropy(states, target, *, num_classes, weight=None, sample_weig
     else:
         total = _core.sum_f64(loss) if loss.size else 0.0
         if reduction == "sum":
-            res = float(total)
+            res = np.float64(total)
         else:
             d = _api._raw_denominator(sp)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                res = float(total / d) if d else math.nan
+            res = np.float64(total / d if d else math.nan)
     if return_lse:
         return res, lse.reshape(batch)
     return res

@@ -371,6 +371,68 @@ def run_linear_cross_entropy_with_grad(x, dtype, rng, out_form, ctx):
                             n_chunks=-(-max(t.size, 1) // 3))
 
 
+def _slices(c, rng):
+    """1 to 3 slices (start, stop) of 0..c, an empty one possible."""
+    k = int(rng.integers(1, 4))
+    cuts = np.sort(rng.integers(0, c + 1, k - 1))
+    b = [0] + cuts.tolist() + [c]
+    return list(zip(b[:-1], b[1:]))
+
+
+def run_partial_logsumexp(x, dtype, rng, out_form, ctx):
+    """partial_logsumexp over slices of the last axis, merge_partials (a nested
+    merge) and merge_logsumexp, against the reference's log-sum-exp."""
+    if out_form != "none" or x.ndim == 0:
+        return
+    rdt = result_dtype(dtype)
+    sl = _slices(x.shape[-1], rng)
+    states = [csoftmax.partial_logsumexp(x[..., a:b]) for a, b in sl]
+    for st in states:
+        assert st.shape == x.shape[:-1] + (6,) and st.dtype == np.float64, ctx
+    want = ref.logsumexp(x, axis=-1)
+    got = csoftmax.merge_logsumexp(states)
+    assert_close(got.astype(rdt), want, func="partial_logsumexp", dtype=rdt, kind="reduce",
+                 scale=lse_scale(x, axis=-1), ctx=f"{ctx}, slices={sl}")
+    nested = csoftmax.merge_logsumexp([csoftmax.merge_partials(states[:1]),
+                                       csoftmax.merge_partials(states[1:] or states[:0] +
+                                                               [csoftmax.partial_logsumexp(
+                                                                   x[..., :0])])])
+    assert_close(nested.astype(rdt), want, func="partial_logsumexp", dtype=rdt,
+                 kind="reduce", scale=lse_scale(x, axis=-1), ctx=f"{ctx}, nested")
+    # the reference's states merge to the same
+    rst = [ref.partial_logsumexp(x[..., a:b]) for a, b in sl]
+    assert_close(ref.merge_logsumexp(rst), want, func="ref.merge_logsumexp",
+                 dtype=np.float64, kind="reduce", record=False, ctx=ctx)
+
+
+def run_partial_cross_entropy(x, dtype, rng, out_form, ctx):
+    """partial_cross_entropy over slices of the last axis and merge_cross_entropy,
+    against the reference's cross-entropy (every reduction, some options)."""
+    if out_form != "none" or x.ndim == 0 or x.shape[-1] == 0:
+        return
+    rdt = result_dtype(dtype)
+    c = x.shape[-1]
+    t = rng.integers(0, c, size=x.shape[:-1])
+    if t.size:
+        t.reshape(-1)[::4] = -100
+    w = rng.random(c)
+    sl = _slices(c, rng)
+    for reduction, opts in itertools.product(("none", "sum", "mean"),
+                                             ({}, {"label_smoothing": 0.1, "weight": w})):
+        cc = f"{ctx}, slices={sl}, reduction={reduction}, opts={sorted(opts)}"
+        states = [csoftmax.partial_cross_entropy(x[..., a:b], t, num_classes=c, start=a,
+                                                 **opts) for a, b in sl]
+        got = csoftmax.merge_cross_entropy(states, t, num_classes=c, reduction=reduction,
+                                           z_loss=1e-3, **opts)
+        want = ref.cross_entropy(x, t, reduction=reduction, z_loss=1e-3, **opts)
+        n = max(t.size, 1)
+        if reduction != "none":
+            assert isinstance(got, np.float64), cc
+        assert_close(np.asarray(got).astype(rdt), want, func="partial_cross_entropy",
+                     dtype=rdt, kind="reduce", scale=loss_scale(n if reduction == "sum" else 1),
+                     ctx=cc)
+
+
 #: the registry: name -> runner(x, dtype, rng, out_form, ctx)
 REGISTRY = {
     "logsumexp": run_logsumexp,
@@ -380,6 +442,9 @@ REGISTRY = {
     "cross_entropy_with_grad": run_cross_entropy_with_grad,
     "linear_cross_entropy": run_linear_cross_entropy,
     "linear_cross_entropy_with_grad": run_linear_cross_entropy_with_grad,
+    # (the merge_* functions are driven by these two rows)
+    "partial_logsumexp": run_partial_logsumexp,
+    "partial_cross_entropy": run_partial_cross_entropy,
 }
 
 

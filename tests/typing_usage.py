@@ -133,6 +133,19 @@ def main() -> None:
     assert_type(dbb, NDArray[np.float32])
     assert dbb.shape == (7,)
 
+    # ------------------------------------------------------------------ class-slice states
+    xs = np.zeros((4, 10), np.float32)
+    st = csoftmax.partial_logsumexp(xs[:, :5])
+    assert_type(st, NDArray[np.float64])
+    assert_type(csoftmax.merge_logsumexp([st, csoftmax.partial_logsumexp(xs[:, 5:])]),
+                NDArray[np.float64])
+    sc = csoftmax.partial_cross_entropy(xs, labels[:4] % 10, num_classes=10)
+    assert_type(csoftmax.merge_partials([sc]), NDArray[np.float64])
+    assert_type(csoftmax.merge_cross_entropy([sc], labels[:4] % 10, num_classes=10),
+                np.float64)
+    assert_type(csoftmax.merge_cross_entropy([sc], labels[:4] % 10, num_classes=10,
+                                             reduction="none"), NDArray[np.float64])
+
     # ------------------------------------------------------------------ config
     cfg = csoftmax.show_config()
     assert_type(cfg["isa"], str)
