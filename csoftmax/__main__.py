@@ -82,6 +82,20 @@ def self_check(out=sys.stdout) -> bool:
                                                        label_smoothing=0.1)
         checks += [(f"linear_cross_entropy {what} (x D)", g_, r_)
                    for what, g_, r_ in zip(("loss", "grad x", "grad W", "grad bias"), got, exp)]
+        # class-slice states: the logits split into 3 slices, merged (with nan/inf rows)
+        sl = [(0, 300), (300, 301), (301, 1000)]
+        parts = [csoftmax.partial_logsumexp(z[:, a:b]) for a, b in sl]
+        checks += [("merge_logsumexp of 3 slices, nan/inf rows",
+                    csoftmax.merge_logsumexp(parts).astype(dtype),
+                    reference.logsumexp(z, axis=-1))]
+        parts = [csoftmax.partial_cross_entropy(z[10:, a:b], lab[10:], num_classes=1000,
+                                                start=a, label_smoothing=0.1) for a, b in sl]
+        checks += [("merge_cross_entropy of 3 slices",
+                    np.asarray(csoftmax.merge_cross_entropy(
+                        parts, lab[10:], num_classes=1000, label_smoothing=0.1,
+                        reduction="none")).astype(dtype),
+                    reference.cross_entropy(z[10:], lab[10:], label_smoothing=0.1,
+                                            reduction="none"))]
         for name, got, ref in checks:
             # gradients are differences (y - t): judge them against their scale
             tol = rtol * (32 if "(x D)" in name else 1)

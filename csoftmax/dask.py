@@ -22,8 +22,9 @@ Design
 4. Options.  Everything the one-piece cross-entropy offers with integer
    labels merges: ``weight``, ``sample_weight``, ``ignore_index``,
    ``label_smoothing``, ``z_loss``, ``softcap``, every reduction,
-   ``grad_scale``.  Probability targets are refused (TypeError) when the class
-   axis is split; with one class chunk they pass to the one-piece kernels.
+   ``grad_scale`` (a scalar).  Probability targets are refused (TypeError):
+   their target sums would need the targets chunked like the logits (use the
+   NumPy functions per block for them).
    Labels must be a Dask array chunked like the rows (or a NumPy array, which
    is chunked so); class weights a NumPy array.  Labels are checked inside
    each block's task: a bad one raises ValueError at compute time, naming its

@@ -289,6 +289,86 @@ static void F(t_special)(void)
     check("xent near 0", 2, 0, loss[0], log1pl(expl(-40.0L)), RTOL, 0, 0);
 }
 
+/* ---- the partial family: states of class slices, merged, slices written back ---- */
+static void F(t_partial)(ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t c, int mode, int nsl)
+{
+    F(batch) x = F(batch_new)(n0, n1, c, mode), y = F(batch_new)(n0, n1, c, mode);
+    F(fill)(&x, 3.0);
+    const ptrdiff_t nr = n0 * n1;
+    ptrdiff_t cut[8];
+    for (int i = 0; i <= nsl; i++) cut[i] = c * i / nsl;      /* slices may be empty */
+    double *part = malloc((size_t)(nsl * nr * CSM_PART_N) * sizeof(double));
+    double *mg = malloc((size_t)(nr * CSM_PART_N) * sizeof(double));
+    double *L = malloc((size_t)nr * sizeof(double)), *mrg = malloc((size_t)nr * 4 * sizeof(double));
+    int64_t *lab = malloc((size_t)nr * sizeof(int64_t));
+    R *xr = malloc((size_t)(c ? c : 1) * sizeof(R));
+    csm_xent_opts opt;
+    memset(&opt, 0, sizeof opt);
+    opt.grad_scale = 1.0;
+    for (ptrdiff_t r = 0; r < nr; r++) lab[r] = (r * 7919) % c;
+    const csm_strides ps = {n1 * CSM_PART_N, CSM_PART_N, 1}, ms = {n1 * 4, 4, 1};
+    const csm_strides lbs = {n1, 1, 0};
+    for (int i = 0; i < nsl; i++) {
+        csm_shape sh = {n0, n1, cut[i + 1] - cut[i]};
+        opt.label_offset = cut[i];
+        if (F(csm_partial)(sh, x.base + cut[i] * x.s.sc, x.s, lab, lbs, &opt,
+                           part + i * nr * CSM_PART_N, ps) != CSM_OK)
+            fail("partial status", c, i, 1, 0);
+    }
+    csm_partial_merge(nsl, nr, part, nr * CSM_PART_N, CSM_PART_N, 1, mg, CSM_PART_N, 1);
+    csm_partial_log1p(nr, mg, CSM_PART_N, 1, L, 1);
+    for (ptrdiff_t r = 0; r < nr; r++) {
+        F(row)(&x, r, xr);
+        R M, Lr = ref_lse_rel(xr, c, &M);
+        const double *g = mg + r * CSM_PART_N;
+        check("partial+merge lse", c, r, g[0] + L[r], M + Lr, RTOL, fabsl(M) + fabsl(Lr) + 1, 0);
+        check("partial target logit", c, r, g[3], xr[lab[r]], 0, 0, 0);
+    }
+    for (int kind = 0; kind < 3; kind++) {
+        for (ptrdiff_t r = 0; r < nr; r++) {
+            const double *g = mg + r * CSM_PART_N, stot = g[1] + g[2];
+            const double zt = g[3], M = g[0];
+            mrg[4 * r] = M;
+            mrg[4 * r + 1] = kind == 1 ? L[r] : 1.0 / stot;
+            mrg[4 * r + 2] = 0.0;
+            const double num = zt == M ? -((g[1] - 1.0) + g[2]) : exp(zt - M) - stot;
+            mrg[4 * r + 3] = num / stot;          /* A = 1: y_T - 1 */
+        }
+        for (int i = 0; i < nsl; i++) {
+            csm_shape sh = {n0, n1, cut[i + 1] - cut[i]};
+            opt.label_offset = cut[i];
+            const T *xs = x.base + cut[i] * x.s.sc;
+            T *ys = y.base + cut[i] * y.s.sc;
+            int st = kind == 0 ? F(csm_softmax_merged)(sh, xs, x.s, NULL, lbs, NULL, mrg, ms, ys, y.s)
+                   : kind == 1 ? F(csm_log_softmax_merged)(sh, xs, x.s, NULL, lbs, NULL, mrg, ms,
+                                                          ys, y.s)
+                   : F(csm_xent_grad_merged)(sh, xs, x.s, lab, lbs, &opt, mrg, ms, ys, y.s);
+            if (st != CSM_OK) fail("merged status", c, i, st, 0);
+        }
+        for (ptrdiff_t r = 0; r < nr; r++) {
+            F(row)(&x, r, xr);
+            R M, Lr = ref_lse_rel(xr, c, &M), Lt = M + Lr;
+            for (ptrdiff_t k = 0; k < c; k++) {
+                double got = *F(at)(&y, r, k);
+                if (kind == 1)
+                    check("log_softmax_merged", c, k, got, (xr[k] - M) - Lr, RTOL,
+                          fabsl(xr[k] - M) + fabsl(Lr), ATOL);
+                else
+                    check(kind ? "xent_grad_merged" : "softmax_merged", c, k, got,
+                          expl(xr[k] - Lt) - (kind == 2 && k == lab[r] ? 1 : 0), RTOL, 0, ATOL);
+            }
+        }
+    }
+    free(x.buf);
+    free(y.buf);
+    free(part);
+    free(mg);
+    free(L);
+    free(mrg);
+    free(lab);
+    free(xr);
+}
+
 static void F(run)(void)
 {
     const int before = n_fail;
@@ -299,6 +379,12 @@ static void F(run)(void)
     for (int i = 0; i < 4; i++)
         for (int mode = 0; mode < 4; mode++) F(t_rows)(1, 2, long_c[i], mode);
     F(t_rows)(1, 1, 70001, 0);                   /* a row split among the threads */
+    for (ptrdiff_t c = 1; c <= 67; c += 3)
+        for (int mode = 0; mode < 4; mode++)
+            for (int nsl = 1; nsl <= 3; nsl++) F(t_partial)(2, 3, c, mode, nsl);
+    for (int i = 0; i < 4; i++)
+        for (int mode = 0; mode < 4; mode++) F(t_partial)(1, 2, long_c[i], mode, 1 + (i + mode) % 4);
+    F(t_partial)(1, 1, 70001, 0, 2);
     F(t_rows)(40, 1, 5, 0);                      /* short rows, several per vector */
     for (ptrdiff_t c = 1; c <= 40; c += 3) F(t_lseb)(c);
     const F(xcase) plain = {0, 0, 0, 1, 0, 0, 0, 0};
