@@ -24,5 +24,9 @@
 #    pragma GCC pop_options
 #  endif
 #else
-typedef int csm_avx2_unused;   /* keep the translation unit non-empty */
+#  if defined(CSM_FAMILY_PARTIAL)
+typedef int csm_partial_avx2_unused;
+#  else
+typedef int csm_avx2_unused;
+#  endif   /* keep the translation unit non-empty */
 #endif

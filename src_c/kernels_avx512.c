@@ -22,5 +22,9 @@
 #    pragma GCC pop_options
 #  endif
 #else
+#  if defined(CSM_FAMILY_PARTIAL)
+typedef int csm_partial_avx512_unused;
+#  else
 typedef int csm_avx512_unused;
+#  endif
 #endif

@@ -74,6 +74,22 @@ CSM_INLINE V CSM_H(tload)(const CSM_H(tspec) tp, ptrdiff_t k, ptrdiff_t n, const
     return hw ? t * w : t;
 }
 
+/* The per-chunk sums of the class weights w (1 each when w is NULL) over a row
+ * of c > 0 classes, as the row pass chunks it; returns their total. */
+static double CSM_H(tsum_chunks)(const T *w, ptrdiff_t c, double *tsum_c)
+{
+    const ptrdiff_t K = csm_chunk_len(c), nch = (c + K - 1) / K;
+    double all = 0.0;
+    for (ptrdiff_t q = 0; q < nch; q++) {
+        const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
+        double sw = 0.0;
+        for (ptrdiff_t k = 0; k < len; k++) sw += w ? (double)w[k0 + k] : 1.0;
+        tsum_c[q] = sw;
+        all += sw;
+    }
+    return all;
+}
+
 /* Calls F(hq, hw) with the literal flags of tspec tl. */
 #define CSM_TSPEC_CASES(tl, F)                     \
     do {                                           \

@@ -39,30 +39,44 @@
 #define CSM_PS_TSUM 4
 #define CSM_PS_TDOT 5
 
+/* The options both halves of the family read (opt may be NULL: none). */
+typedef struct {
+    int use_ig, smooth, capped;
+    int64_t ig, off;
+    T cap, icap;
+    CSM_H(tspec) tp;
+} CSM_H(sliceopt);
+
+static CSM_H(sliceopt) CSM_H(slice_opts)(const csm_xent_opts *opt, int labels)
+{
+    CSM_H(sliceopt) o = {0};
+    o.tp.qb = 1;
+    if (!opt) return o;
+    o.use_ig = labels && opt->use_ignore;
+    o.ig = opt->ignore_index;
+    o.off = opt->label_offset;
+    o.smooth = opt->label_smoothing != 0.0;
+    o.capped = opt->softcap > 0.0;
+    o.cap = o.capped ? (T)opt->softcap : (T)0;
+    o.icap = o.capped ? (T)1 / o.cap : (T)0;
+    o.tp.w = (const T *)opt->class_weight;
+    return o;
+}
+
 int CSM_FN(csm_partial)(csm_shape sh, const T *x, csm_strides xs, const int64_t *label,
                         csm_strides lbs, const csm_xent_opts *opt, double *part,
                         csm_strides ps)
 {
     if (CSM_H(bad_shape)(sh) || (label && !opt)) return CSM_ERR_ARG;
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
-    const int use_ig = label && opt->use_ignore;
-    const int64_t ig = opt ? opt->ignore_index : 0;
-    const int64_t off = opt ? opt->label_offset : 0;
-    const int smooth = opt && opt->label_smoothing != 0.0;
-    const int capped = opt && opt->softcap > 0.0;
-    const T cap = capped ? (T)opt->softcap : (T)0;
-    const T icap = capped ? (T)1 / cap : (T)0;
-    CSM_H(tspec) tp = {NULL, 0, opt ? (const T *)opt->class_weight : NULL, 0, 1, NULL};
+    const CSM_H(sliceopt) o = CSM_H(slice_opts)(opt, label != NULL);
+    const int use_ig = o.use_ig, smooth = o.smooth, capped = o.capped;
+    const int64_t ig = o.ig, off = o.off;
+    const T cap = o.cap, icap = o.icap;
+    CSM_H(tspec) tp = o.tp;
     double tsum_c[CSM_MAXCH], tsum_all = 0.0;
     if (smooth && c > 0) {
-        const ptrdiff_t K = csm_chunk_len(c), nch = (c + K - 1) / K;
-        for (ptrdiff_t q = 0; q < nch; q++) {
-            const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
-            double sw = 0.0;
-            for (ptrdiff_t k = 0; k < len; k++) sw += tp.w ? (double)tp.w[k0 + k] : 1.0;
-            tsum_c[q] = sw;
-            tsum_all += sw;
-        }
+        tsum_all = CSM_H(tsum_chunks)(tp.w, c, tsum_c);
         tp.tsum_c = tsum_c;
     }
     csm_scratch scr;
@@ -134,14 +148,11 @@ static int CSM_H(merged)(int mode, csm_shape sh, const T *x, csm_strides xs,
     if (CSM_H(bad_shape)(sh) || (mode == 2 && (!opt || !label))) return CSM_ERR_ARG;
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
     if (c == 0) return CSM_OK;
-    const int use_ig = mode == 2 && opt->use_ignore;
-    const int64_t ig = mode == 2 ? opt->ignore_index : 0;
-    const int64_t off = mode == 2 ? opt->label_offset : 0;
-    const int smooth = mode == 2 && opt->label_smoothing != 0.0;
-    const int capped = mode == 2 && opt->softcap > 0.0;
-    const T cap = capped ? (T)opt->softcap : (T)0;
-    const T icap = capped ? (T)1 / cap : (T)0;
-    CSM_H(tspec) tp = {NULL, 0, mode == 2 ? (const T *)opt->class_weight : NULL, 0, 1, NULL};
+    const CSM_H(sliceopt) o = CSM_H(slice_opts)(mode == 2 ? opt : NULL, mode == 2);
+    const int use_ig = o.use_ig, smooth = o.smooth, capped = o.capped;
+    const int64_t ig = o.ig, off = o.off;
+    const T cap = o.cap, icap = o.icap;
+    const CSM_H(tspec) tp = o.tp;
     csm_scratch scr;
     if (csm_scratch_init(&scr, capped, nrows, c, sizeof(T))) return CSM_ERR_NOMEM;
     CSM_ROWS_FOR(nrows, c)

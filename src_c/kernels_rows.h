@@ -170,13 +170,7 @@ int CSM_FN(csm_xent_labels)(csm_shape sh, const T *z, csm_strides zs,
     /* the smoothing's per-chunk sums of t = w, once for every row */
     double tsum_c[CSM_MAXCH];
     if (smooth && c > 0) {
-        const ptrdiff_t K = csm_chunk_len(c), nch = (c + K - 1) / K;
-        for (ptrdiff_t q = 0; q < nch; q++) {
-            const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
-            double sw = 0.0;
-            for (ptrdiff_t k = 0; k < len; k++) sw += tp.w ? (double)tp.w[k0 + k] : 1.0;
-            tsum_c[q] = sw;
-        }
+        CSM_H(tsum_chunks)(tp.w, c, tsum_c);
         tp.tsum_c = tsum_c;
     }
     csm_colgeo cg;

@@ -1,28 +1,5 @@
-/* AVX-512 build of the partial family (kernels_partial.h): its own translation
- * unit, so that the build compiles it beside kernels_avx512.c on another core;
- * the same target region and vector width as kernels_avx512.c. */
-#include "csm_internal.h"
-
-#if defined(CSM_HAVE_X86_DISPATCH)
-#  include <immintrin.h>
-#  if defined(__clang__)
-#    pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), apply_to = function)
-#  else
-#    pragma GCC push_options
-#    pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
-#  endif
-
-#define CSM_VB 64
-#define CSM_X86 3
-#define CSM_ISA avx512
+/* The partial family (kernels_partial.h) for the same ISA as kernels_avx512.c: that file
+ * again with CSM_FAMILY_PARTIAL, as a translation unit of its own so that the build
+ * compiles it beside kernels_avx512.c on another core. */
 #define CSM_FAMILY_PARTIAL 1
-#include "kernels_table.h"
-
-#  if defined(__clang__)
-#    pragma clang attribute pop
-#  else
-#    pragma GCC pop_options
-#  endif
-#else
-typedef int csm_partial_avx512_unused;
-#endif
+#include "kernels_avx512.c"

@@ -1,14 +1,5 @@
-/* Baseline build of the partial family (kernels_partial.h): its own translation
- * unit, so that the build compiles it beside kernels_scalar.c on another core;
- * the same target region and vector width as kernels_scalar.c. */
-#include "csm_internal.h"
-
-#define CSM_VB 16
-#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
-#  define CSM_X86 1
-#else
-#  define CSM_X86 0
-#endif
-#define CSM_ISA scalar
+/* The partial family (kernels_partial.h) for the same ISA as kernels_scalar.c: that file
+ * again with CSM_FAMILY_PARTIAL, as a translation unit of its own so that the build
+ * compiles it beside kernels_scalar.c on another core. */
 #define CSM_FAMILY_PARTIAL 1
-#include "kernels_table.h"
+#include "kernels_scalar.c"
