@@ -75,11 +75,8 @@ def _float_in(a, name):
 
 
 def _check_states(states, name):
-    """A sequence of state arrays (or one stacked array) -> float64 (P, R, 6), batch."""
-    if isinstance(states, np.ndarray):
-        seq = [states[i] for i in range(states.shape[0])] if states.ndim >= 2 else [states]
-    else:
-        seq = list(states)
+    """One state array, or a list / tuple of them -> float64 (P, R, 6), batch."""
+    seq = [states] if isinstance(states, np.ndarray) else list(states)
     if not seq:
         raise ValueError(f"{name}: no states to merge")
     arrs = []
@@ -173,10 +170,11 @@ def _row_terms(ss: _SliceSpec, merged: np.ndarray, want_grad: bool, grad_scale=1
             np.ones(R)
         eps, alpha, C, W = sp.eps, sp.alpha, float(ss.c), sp.wsum
         smooth = eps != 0.0
+        epsC = eps / C if C else 0.0       # (no classes: every row is ignored)
         finite = np.isfinite(M)
         loss = (1.0 - eps) * wt * ((M - zt) + L)
         if smooth:
-            loss += eps / C * (tdot + W * L)
+            loss += epsC * (tdot + W * L)
         if alpha != 0.0:
             loss += alpha * lse * lse
         # SciPy's special rows, as the one-piece kernel
@@ -195,8 +193,8 @@ def _row_terms(ss: _SliceSpec, merged: np.ndarray, want_grad: bool, grad_scale=1
             return loss, lse, None
         g0 = np.full(R, float(grad_scale)) if row_gscale is None else grad_scale * row_gscale
         stot = cnt + s
-        A = (1.0 - eps) * wt + (eps / C * W if smooth else 0.0)
-        kb = eps / C if smooth else 0.0
+        A = (1.0 - eps) * wt + (epsC * W if smooth else 0.0)
+        kb = epsC if smooth else 0.0
         if alpha != 0.0:
             A = A + 2.0 * alpha * lse
         num = np.where(zt == M, -((cnt - 1.0) + s), np.exp(zt - M) - stot)
@@ -316,8 +314,8 @@ def partial_cross_entropy(logits, target, *, num_classes, start=0, axis=-1, weig
 def merge_partials(states) -> np.ndarray:
     """Merge the states of a row's slices, in the given order, into one state.
 
-    `states` is a sequence of state arrays of one shape (or one array stacked
-    along a new first axis).  The result is a state again, so merges nest:
+    `states` is a list or tuple of state arrays of one shape (a single NumPy
+    array is one state: pass ``list(stacked)`` for states stacked on an axis).  The result is a state again, so merges nest:
     ``merge([merge([a, b]), c])`` and ``merge([a, merge([b, c])])`` agree with
     ``merge([a, b, c])`` to rounding.  Merging one state returns it unchanged.
     """
@@ -326,7 +324,8 @@ def merge_partials(states) -> np.ndarray:
 
 
 def merge_logsumexp(states) -> np.ndarray:
-    """The log-sum-exp (float64) of rows from the states of their slices.
+    """The log-sum-exp (float64) of rows from the states of their slices (a list of
+    state arrays; a single array is one state).
 
     With one state (the whole row) this is the one-piece
     :func:`csoftmax.logsumexp` of the row kernels bit for bit (before its

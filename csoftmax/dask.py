@@ -61,8 +61,13 @@ def threads_per_task() -> int:
     """OpenMP threads a task's kernels use (default 1, or ``CSOFTMAX_DASK_THREADS``)."""
     if _threads[0] is not None:
         return _threads[0]
-    v = os.environ.get("CSOFTMAX_DASK_THREADS", "")
-    return max(int(v), 1) if v.strip() else 1
+    v = os.environ.get("CSOFTMAX_DASK_THREADS", "").strip()
+    if not v:
+        return 1
+    try:
+        return max(int(v), 1)
+    except ValueError:
+        raise ValueError(f"CSOFTMAX_DASK_THREADS must be a positive integer, got {v!r}") from None
 
 
 def set_threads_per_task(n: int | None) -> None:
@@ -118,11 +123,17 @@ def _axis(axis, ndim, name):
     return normalize_axis_index(operator.index(axis), ndim)
 
 
-def _split_every(v, name):
+def _split_every(v, name, ax=None, nd=None):
+    """split_every as given; a dict keyed by the caller's axes is re-keyed for the
+    class axis moved last (ax: the class axis, nd: the number of dimensions)."""
     if v is None:
         return None
     if isinstance(v, dict):
-        return v
+        out = {}
+        for k, n in v.items():
+            k = operator.index(k) % nd
+            out[nd - 1 if k == ax else (k if k < ax else k - 1)] = n
+        return out
     v = operator.index(v)
     if v < 2:
         raise ValueError(f"csoftmax.dask.{name}: split_every must be >= 2, got {v}")
@@ -168,8 +179,10 @@ def _loc_error(e, offs):
 # --------------------------------------------------------------------------- states
 
 def _as_f64(st):
-    st = np.ascontiguousarray(st)
-    return st.view(np.float64).reshape(st.shape + (_NF,))
+    st = np.asarray(st)
+    if not st.flags.c_contiguous:       # (not ascontiguousarray: it makes a 0-d array 1-d)
+        st = st.copy()
+    return st.reshape(-1).view(np.float64).reshape(st.shape + (_NF,))   # (0-d too)
 
 
 def _as_struct(a):
@@ -196,7 +209,7 @@ def _merge_tree(states, split_every):
     return da.reduction(states, chunk=_ident, combine=_merge_struct, aggregate=_merge_struct,
                         axis=nd - 1, keepdims=False, dtype=_SDT, split_every=split_every,
                         concatenate=True, meta=np.empty((0,) * (nd - 1), _SDT),
-                        name="csoftmax-merge")
+                        name="csoftmax-merge")      # (a prefix here; map_blocks takes token=)
 
 
 def _lse_state_block(b, cdt, nt):
@@ -211,7 +224,7 @@ def _lse_states(xm, cdt):
     nd = xm.ndim
     return xm.map_blocks(_lse_state_block, cdt, threads_per_task(), dtype=_SDT,
                          chunks=xm.chunks[:-1] + ((1,) * xm.numblocks[-1],),
-                         meta=np.empty((0,) * nd, _SDT), name="csoftmax-lse-state")
+                         meta=np.empty((0,) * nd, _SDT), token="csoftmax-lse-state")
 
 
 def _back(y, ax, nd):
@@ -245,16 +258,16 @@ def logsumexp(x, axis=-1, keepdims=False, *, split_every=None):
     name = "logsumexp"
     cdt, rdt = _dask_in(x, name)
     ax = _axis(axis, x.ndim, name)
-    se = _split_every(split_every, name)
+    se = _split_every(split_every, name, ax, x.ndim)
     xm = da.moveaxis(x, ax, -1) if ax != x.ndim - 1 else x
     nd = xm.ndim
     if xm.numblocks[-1] == 1:
         res = xm.map_blocks(_lse_block, threads_per_task(), drop_axis=nd - 1, dtype=rdt,
-                            meta=np.empty((0,) * (nd - 1), rdt), name="csoftmax-lse")
+                            meta=np.empty((0,) * (nd - 1), rdt), token="csoftmax-lse")
     else:
         merged = _merge_tree(_lse_states(xm, cdt), se)
         res = merged.map_blocks(_lse_from_state, rdt, dtype=rdt,
-                                meta=np.empty((0,) * (nd - 1), rdt), name="csoftmax-lse")
+                                meta=np.empty((0,) * (nd - 1), rdt), token="csoftmax-lse")
     if keepdims:
         res = da.expand_dims(res, ax)
     return res
@@ -280,17 +293,17 @@ def _softmax_merged_block(b, st, log, cdt, rdt, nt):
 def _softmax_impl(x, axis, split_every, log, name):
     cdt, rdt = _dask_in(x, name)
     ax = _axis(axis, x.ndim, name)
-    se = _split_every(split_every, name)
+    se = _split_every(split_every, name, ax, x.ndim)
     xm = da.moveaxis(x, ax, -1) if ax != x.ndim - 1 else x
     nd = xm.ndim
     nt = threads_per_task()
     if xm.numblocks[-1] == 1:
         y = xm.map_blocks(_softmax_block, log, nt, dtype=rdt, meta=np.empty((0,) * nd, rdt),
-                          name=f"csoftmax-{name}")
+                          token=f"csoftmax-{name}")
     else:
         merged = _merge_tree(_lse_states(xm, cdt), se)
         y = da.map_blocks(_softmax_merged_block, xm, merged[..., None], log, cdt, rdt, nt,
-                          dtype=rdt, meta=np.empty((0,) * nd, rdt), name=f"csoftmax-{name}")
+                          dtype=rdt, meta=np.empty((0,) * nd, rdt), token=f"csoftmax-{name}")
     return _back(y, ax, nd)
 
 
@@ -381,20 +394,21 @@ def _scale(grad_scale, reduction, den):
     if reduction != "mean":
         return grad_scale
     den = float(den)
-    return grad_scale / den if den else math.nan
+    return grad_scale * (1.0 / den) if den else math.nan     # as _api._grad_factors
 
 
 def _den_block(lab, sw, o):
-    """Per-row contribution to the "mean" denominator: s_i w_{y_i} (0 if ignored)."""
-    lab = np.asarray(lab, dtype=np.int64)
-    keep = np.ones(lab.shape, bool)
-    if o.ignore_index is not None:
-        keep = lab != o.ignore_index
-    s = np.ones(lab.shape) if sw is None else np.asarray(sw, dtype=np.float64)
-    if o.weight is None:
+    """Per-row contribution to the "mean" denominator: s_i w_{y_i} (0 if ignored),
+    from the labels as the kernels see them (the spec maps uint64 labels equal to a
+    huge ignore_index, as the one-piece function does)."""
+    lab = np.asarray(lab)
+    ss = o.spec(lab, None if sw is None else np.asarray(sw), lab.shape)
+    t = ss.sp.labels
+    keep = t != ss.ig if ss.use_ig else np.ones(t.shape, bool)
+    s = np.ones(t.shape) if sw is None else ss.sp.sample_weight.reshape(t.shape)
+    if ss.w64 is None:
         return np.where(keep, s, 0.0)
-    w = o.weight.astype(np.float64)
-    return np.where(keep, s * w[np.clip(np.where(keep, lab, 0), 0, max(o.C - 1, 0))], 0.0)
+    return np.where(keep, s * ss.w64[np.where(keep, t, 0)], 0.0)
 
 
 def _onepiece_block(b, lab, sw, o, grad_scale, den, want_grad, row_starts, nt,
@@ -438,16 +452,18 @@ def _prepare(logits, target, axis, weight, sample_weight, ignore_index, reductio
              label_smoothing, z_loss, softcap, split_every, name):
     cdt, rdt = _dask_in(logits, name)
     ax = _axis(axis, logits.ndim, name)
-    se = _split_every(split_every, name)
+    se = _split_every(split_every, name, ax, logits.ndim)
     xm = da.moveaxis(logits, ax, -1) if ax != logits.ndim - 1 else logits
     C = int(xm.shape[-1])
-    tk = np.dtype(getattr(target, "dtype", np.asarray(target).dtype)).kind
+    # (the dtype of a Dask array without computing it)
+    tdt = np.dtype(target.dtype) if hasattr(target, "dtype") else np.asarray(target).dtype
+    tk = tdt.kind
     if tk == "f" and getattr(target, "shape", None) == logits.shape:
         raise TypeError(f"csoftmax.dask.{name}: probability targets are not supported by "
                         f"csoftmax.dask; give integer class labels")
     if tk not in "iu":
         raise TypeError(f"csoftmax.dask.{name}: target must be integer class labels, got "
-                        f"dtype {np.dtype(getattr(target, 'dtype', 'O'))}")
+                        f"dtype {tdt}")
     lab = _rowlike(target, xm, "target", name)
     sw = None if sample_weight is None else _rowlike(sample_weight, xm, "sample_weight", name)
     if sw is not None and np.dtype(sw.dtype).kind not in "fiu":
@@ -470,7 +486,7 @@ def _xent(logits, target, axis, weight, sample_weight, ignore_index, reduction,
     den = None
     if reduction == "mean":
         d_rows = da.map_blocks(_den_block, lab, sw, o, dtype=np.float64,
-                               meta=np.empty((0,) * (nd - 1)), name="csoftmax-den")
+                               meta=np.empty((0,) * (nd - 1)), token="csoftmax-den")
         den = d_rows.sum()
     grad = None
     if xm.numblocks[-1] == 1:
@@ -479,28 +495,28 @@ def _xent(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                              None if sw is None else sw[..., None], o, gs,
                              den if want_grad else None, want_grad, row_starts, nt,
                              dtype=o.rdt, meta=np.empty((0,) * nd, o.rdt),
-                             name=f"csoftmax-{name}-block")
+                             token=f"csoftmax-{name}-block")
         # (not drop_axis: that would make Dask concatenate the pairs)
         loss_rows = pair.map_blocks(_first, chunks=xm.chunks[:-1] + ((1,),), dtype=np.float64,
-                                    meta=np.empty((0,) * nd), name="csoftmax-loss")[..., 0]
+                                    meta=np.empty((0,) * nd), token="csoftmax-loss")[..., 0]
         if want_grad:
             grad = pair.map_blocks(_second, dtype=o.rdt, meta=np.empty((0,) * nd, o.rdt),
-                                   name="csoftmax-grad")
+                                   token="csoftmax-grad")
     else:
         starts = _starts(xm.chunks[-1])
         states = da.map_blocks(_xent_state_block, xm, lab[..., None], o, starts, row_starts,
                                nt, dtype=_SDT,
                                chunks=xm.chunks[:-1] + ((1,) * xm.numblocks[-1],),
-                               meta=np.empty((0,) * nd, _SDT), name="csoftmax-xent-state")
+                               meta=np.empty((0,) * nd, _SDT), token="csoftmax-xent-state")
         merged = _merge_tree(states, se)
         loss_rows = da.map_blocks(_loss_from_state, merged, lab, sw, o, dtype=np.float64,
-                                  meta=np.empty((0,) * (nd - 1)), name="csoftmax-loss")
+                                  meta=np.empty((0,) * (nd - 1)), token="csoftmax-loss")
         if want_grad:
             grad = da.map_blocks(_grad_merged_block, xm, merged[..., None], lab[..., None],
                                  None if sw is None else sw[..., None],
                                  den if den is not None else 1.0, o, gs, starts, nt,
                                  dtype=o.rdt, meta=np.empty((0,) * nd, o.rdt),
-                                 name="csoftmax-grad")
+                                 token="csoftmax-grad")
     if reduction == "none":
         loss = loss_rows.astype(o.rdt)
     else:

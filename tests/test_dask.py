@@ -201,6 +201,69 @@ def test_nd_axis_and_float16():
                  dtype=np.float16, kind="reduce")
 
 
+def test_one_dimensional_split_and_split_every_dict():
+    x = np.arange(8.0)
+    X = da.from_array(x, chunks=3)
+    got = cd.logsumexp(X).compute(scheduler="threads")
+    assert got.shape == () and np.isclose(got, cs.logsumexp(x))
+    loss = cd.cross_entropy(X, np.int64(3)).compute(scheduler="threads")
+    assert np.isclose(loss, cs.cross_entropy(x, 3))
+    # split_every keyed by the caller's class axis (1 here), moved last inside
+    rng = np.random.default_rng(9)
+    y = rng.standard_normal((4, 60, 3))
+    Y = da.from_array(y, chunks=(2, 10, 3))
+    a = cd.logsumexp(Y, axis=1, split_every={1: 2})
+    b = cd.logsumexp(Y, axis=1, split_every=2)
+    assert len(a.dask) == len(b.dask)
+    np.testing.assert_allclose(a.compute(scheduler="threads"), cs.logsumexp(y, axis=1),
+                               rtol=1e-14)
+
+
+def test_uint64_labels_with_huge_ignore_index():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((6, 12))
+    big = np.uint64(2**64 - 1)
+    lab = np.array([1, 2, big, 3, big, 0], dtype=np.uint64)
+    want_l, want_g = cs.cross_entropy_with_grad(x, lab, ignore_index=2**64 - 1)
+    for cch in (12, (5, 7)):
+        X = da.from_array(x, chunks=(3, cch))
+        L = da.from_array(lab, chunks=(3,))
+        l, g = dask.compute(*cd.cross_entropy_with_grad(X, L, ignore_index=2**64 - 1),
+                            scheduler="threads")
+        np.testing.assert_allclose(l, want_l, rtol=1e-14)
+        np.testing.assert_allclose(g, want_g, rtol=1e-13, atol=1e-17)
+
+
+def test_labels_not_computed_while_building():
+    calls = []
+
+    def labels(block_id=None):
+        calls.append(block_id)
+        return np.zeros(4, np.int64)
+    L = da.map_blocks(labels, chunks=((4, 4),), dtype=np.int64, meta=np.empty(0, np.int64))
+    X = da.from_array(np.zeros((8, 10)), chunks=(4, 5))
+    cd.cross_entropy(X, L)
+    cd.cross_entropy_with_grad(X, L, sample_weight=da.ones((8,), chunks=4))
+    assert calls == []
+
+
+def test_distinct_inputs_distinct_graphs():
+    """Graphs of inputs of one shape and chunking must not share keys."""
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((2, 8, 10))
+    lab = np.arange(8) % 10
+    for ch in (10, 5):
+        A, B = (da.from_array(v, chunks=(4, ch)) for v in (a, b))
+        ra, rb = (cd.cross_entropy_with_grad(V, lab, reduction="none") for V in (A, B))
+        la, ga, lb, gb = dask.compute(*ra, *rb, scheduler="threads")
+        np.testing.assert_allclose(la, cs.cross_entropy(a, lab, reduction="none"), rtol=1e-13)
+        np.testing.assert_allclose(lb, cs.cross_entropy(b, lab, reduction="none"), rtol=1e-13)
+        np.testing.assert_allclose(gb, cs.cross_entropy_with_grad(b, lab, reduction="none")[1],
+                                   rtol=1e-13, atol=1e-17)
+        assert cd.softmax(A).name != cd.softmax(B).name
+        assert cd.logsumexp(A).name != cd.logsumexp(B).name
+
+
 def test_lazy_nothing_computed():
     def boom(b):
         raise AssertionError("computed while building the graph")
@@ -255,6 +318,10 @@ def test_threads_per_task(monkeypatch):
         cd.set_threads_per_task(None)
     with pytest.raises(ValueError):
         cd.set_threads_per_task(0)
+    monkeypatch.setenv("CSOFTMAX_DASK_THREADS", "abc")
+    with pytest.raises(ValueError, match="CSOFTMAX_DASK_THREADS"):
+        cd.threads_per_task()
+    monkeypatch.delenv("CSOFTMAX_DASK_THREADS")
     # a task sets its own thread's count and restores it
     seen = []
 

@@ -117,7 +117,10 @@ def test_merge_any_grouping(dtype, k, isa):
         assert_close(got, cs.logsumexp(x, axis=-1).astype(np.float64), func="vs one-piece",
                      dtype=rdt, kind="reduce", factor=2.0)
     # stacked input is the same as a sequence
-    assert np.array_equal(cs.merge_logsumexp(np.stack(states)), flat, equal_nan=True)
+    assert np.array_equal(cs.merge_logsumexp(list(np.stack(states))), flat, equal_nan=True)
+    # a single array is one state (its rows are not merged with each other)
+    assert np.array_equal(cs.merge_logsumexp(states[0]), cs.merge_logsumexp([states[0]]),
+                          equal_nan=True)
 
 
 def test_merge_of_one_state_is_identity():
@@ -218,6 +221,11 @@ def test_bad_input():
         cs.partial_logsumexp(np.zeros(3, complex))
     with pytest.raises(ValueError, match="out of range"):
         cs.merge_cross_entropy([cs.partial_logsumexp(x)], np.array([0, 1, 10]), num_classes=10)
+    # no classes, every row ignored: NaN mean as the one-piece function, no exception
+    got = cs.merge_cross_entropy([np.empty((2, 6))], np.full(2, -100), num_classes=0,
+                                 label_smoothing=0.1)
+    assert np.isnan(got) and np.isnan(cs.cross_entropy(np.zeros((2, 0)), np.full(2, -100),
+                                                       label_smoothing=0.1))
 
 
 def test_batch_shapes_and_axis():
