@@ -147,6 +147,19 @@ def _slice_spec(cdt, batch_shape, num_classes, target, weight, sample_weight, ig
     return ss
 
 
+def _states(x3: np.ndarray, ss: _SliceSpec | None = None, start: int = 0) -> np.ndarray:
+    """(n, 1, 6) states of (n, 1, c) rows: the log-sum-exp state, or with ss the
+    cross-entropy state of classes start .. start + c - 1."""
+    out = np.empty((x3.shape[0], 1, _NF))
+    if ss is None:
+        _core.partial_rows(x3, out)
+        return out
+    sp = ss.sp
+    _core.partial_rows(x3, out, sp.labels.reshape(-1, 1), start, ss.ig, ss.use_ig,
+                       _slice_weight(ss, start, x3.shape[2]), sp.eps, sp.cap)
+    return out
+
+
 def _slice_weight(ss: _SliceSpec, start: int, c: int):
     if ss.sp.weight is None:
         return None
@@ -262,9 +275,7 @@ def partial_logsumexp(a, axis=-1) -> np.ndarray:
     z, cdt, _ = _float_in(a, "partial_logsumexp")
     ax = normalize_axis_index(operator.index(axis), z.ndim)
     _, batch, x3 = _rows_of(z, ax, cdt)
-    out = np.empty((x3.shape[0], 1, _NF))
-    _core.partial_rows(x3, out)
-    return out.reshape(tuple(batch) + (_NF,))
+    return _states(x3).reshape(tuple(batch) + (_NF,))
 
 
 def partial_cross_entropy(logits, target, *, num_classes, start=0, axis=-1, weight=None,
@@ -304,11 +315,7 @@ def partial_cross_entropy(logits, target, *, num_classes, start=0, axis=-1, weig
     if start < 0 or start + n > ss.c:
         raise ValueError(f"{name}: classes {start}..{start + n - 1} are not inside "
                          f"0..{ss.c - 1} (num_classes={ss.c})")
-    out = np.empty((x3.shape[0], 1, _NF))
-    sp = ss.sp
-    _core.partial_rows(x3, out, sp.labels.reshape(-1, 1), start, ss.ig, ss.use_ig,
-                       _slice_weight(ss, start, n), sp.eps, sp.cap)
-    return out.reshape(tuple(batch) + (_NF,))
+    return _states(x3, ss, start).reshape(tuple(batch) + (_NF,))
 
 
 def merge_partials(states) -> np.ndarray:

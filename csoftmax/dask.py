@@ -164,9 +164,10 @@ def _starts(chunks):
 
 
 def _rows_block(b, cdt):
-    b = _api._native(np.asarray(b), cdt)
-    n = math.prod(b.shape[:-1])
-    return b, b.reshape(n, 1, b.shape[-1])
+    """A block (classes last) in the compute dtype, and its (n, 1, c) rows."""
+    b = np.asarray(b)
+    b, _, x3 = _partial._rows_of(b, b.ndim - 1, cdt)
+    return b, x3
 
 
 def _loc_error(e, offs):
@@ -215,8 +216,7 @@ def _merge_tree(states, split_every):
 def _lse_state_block(b, cdt, nt):
     with _Limit(nt):
         b, x3 = _rows_block(b, cdt)
-        out = np.empty((x3.shape[0], 1, _NF))
-        _core.partial_rows(x3, out)
+        out = _partial._states(x3)
     return _as_struct(out.reshape(b.shape[:-1] + (1, _NF)))
 
 
@@ -359,11 +359,7 @@ def _xent_state_block(b, lab, o, starts, row_starts, nt, block_id=None):
             ss = o.spec(lab, None, b.shape[:-1])
         except ValueError as e:
             raise _loc_error(e, _offs(block_id, row_starts)) from None
-        start = starts[block_id[-1]]
-        out = np.empty((x3.shape[0], 1, _NF))
-        sp = ss.sp
-        _core.partial_rows(x3, out, sp.labels.reshape(-1, 1), start, ss.ig, ss.use_ig,
-                           _partial._slice_weight(ss, start, x3.shape[2]), sp.eps, sp.cap)
+        out = _partial._states(x3, ss, starts[block_id[-1]])
     return _as_struct(out.reshape(b.shape[:-1] + (1, _NF)))
 
 
@@ -398,17 +394,12 @@ def _scale(grad_scale, reduction, den):
 
 
 def _den_block(lab, sw, o):
-    """Per-row contribution to the "mean" denominator: s_i w_{y_i} (0 if ignored),
-    from the labels as the kernels see them (the spec maps uint64 labels equal to a
-    huge ignore_index, as the one-piece function does)."""
+    """The block's part of the "mean" denominator (sum of s_i w_{y_i} over counted
+    rows), by the one-piece code (_api._raw_denominator) on the block's spec, as a
+    (1, ..., 1) array."""
     lab = np.asarray(lab)
     ss = o.spec(lab, None if sw is None else np.asarray(sw), lab.shape)
-    t = ss.sp.labels
-    keep = t != ss.ig if ss.use_ig else np.ones(t.shape, bool)
-    s = np.ones(t.shape) if sw is None else ss.sp.sample_weight.reshape(t.shape)
-    if ss.w64 is None:
-        return np.where(keep, s, 0.0)
-    return np.where(keep, s * ss.w64[np.where(keep, t, 0)], 0.0)
+    return np.full((1,) * lab.ndim, _api._raw_denominator(ss.sp))
 
 
 def _onepiece_block(b, lab, sw, o, grad_scale, den, want_grad, row_starts, nt,
@@ -485,9 +476,10 @@ def _xent(logits, target, axis, weight, sample_weight, ignore_index, reduction,
     row_starts = tuple(_starts(c) for c in xm.chunks[:-1])
     den = None
     if reduction == "mean":
-        d_rows = da.map_blocks(_den_block, lab, sw, o, dtype=np.float64,
-                               meta=np.empty((0,) * (nd - 1)), token="csoftmax-den")
-        den = d_rows.sum()
+        d_blocks = da.map_blocks(_den_block, lab, sw, o, dtype=np.float64,
+                                 chunks=tuple((1,) * len(c) for c in lab.chunks),
+                                 meta=np.empty((0,) * (nd - 1)), token="csoftmax-den")
+        den = d_blocks.sum()
     grad = None
     if xm.numblocks[-1] == 1:
         # (the per-row arrays get a trailing axis of 1 to line up with the blocks)
