@@ -74,6 +74,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: _ArrayT,
+    where: ArrayLike | None = None,
 ) -> _ArrayT: ...
 @overload
 def logsumexp(
@@ -84,6 +85,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> _ISCT: ...
 @overload
 def logsumexp(
@@ -94,6 +96,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> NDArray[_ISCT] | _ISCT: ...
 # complex a with b: complex results, of the promoted dtype (csoftmax/_complex.py)
 @overload
@@ -105,6 +108,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> NDArray[_Complex] | _Complex: ...
 @overload
 def logsumexp(
@@ -115,6 +119,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> _Float: ...
 @overload
 def logsumexp(
@@ -125,6 +130,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> _FloatArray | _Float: ...
 
 # return_sign=True: (result, sign); the sign is never written to `out`
@@ -137,6 +143,7 @@ def logsumexp(
     return_sign: Literal[True],
     *,
     out: _ArrayT,
+    where: ArrayLike | None = None,
 ) -> tuple[_ArrayT, _FloatArray | _Float]: ...
 @overload
 def logsumexp(
@@ -147,6 +154,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: _ArrayT,
+    where: ArrayLike | None = None,
 ) -> tuple[_ArrayT, _FloatArray | _Float]: ...
 @overload
 def logsumexp(
@@ -157,6 +165,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[_SCT, _SCT]: ...
 @overload
 def logsumexp(
@@ -167,6 +176,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[NDArray[_SCT] | _SCT, NDArray[_SCT] | _SCT]: ...
 # complex a with return_sign: (log|sum| real, the unit complex sign)
 @overload
@@ -178,6 +188,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray | _Float, NDArray[_CSCT] | _CSCT]: ...
 @overload
 def logsumexp(
@@ -188,6 +199,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[_Float, _Float]: ...
 @overload
 def logsumexp(
@@ -198,6 +210,7 @@ def logsumexp(
     return_sign: Literal[True],
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray | _Float, _FloatArray | _Float]: ...
 @overload
 def logsumexp(
@@ -208,6 +221,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray | _Float, _FloatArray | _Float]: ...
 
 # return_sign only known as bool
@@ -220,29 +234,50 @@ def logsumexp(
     return_sign: bool = False,
     *,
     out: NDArray[Any] | None = None,
+    where: ArrayLike | None = None,
 ) -> Any: ...
 
 # --------------------------------------------------------------------------- softmax
 @overload
-def softmax(x: ArrayLike, axis: _Axis = None, *, out: _ArrayT) -> _ArrayT: ...
+def softmax(
+    x: ArrayLike, axis: _Axis = None, *, out: _ArrayT, where: ArrayLike | None = None
+) -> _ArrayT: ...
 @overload
-def softmax(x: _SCT, axis: _Axis = None, *, out: None = None) -> _SCT: ...
+def softmax(
+    x: _SCT, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _SCT: ...
 @overload
-def softmax(x: _Scalar, axis: _Axis = None, *, out: None = None) -> _Float: ...
+def softmax(
+    x: _Scalar, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _Float: ...
 @overload
-def softmax(x: NDArray[_ISCT], axis: _Axis = None, *, out: None = None) -> NDArray[_ISCT]: ...
+def softmax(
+    x: NDArray[_ISCT], axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> NDArray[_ISCT]: ...
 @overload
-def softmax(x: ArrayLike, axis: _Axis = None, *, out: None = None) -> _FloatArray: ...
+def softmax(
+    x: ArrayLike, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _FloatArray: ...
 @overload
-def log_softmax(x: ArrayLike, axis: _Axis = None, *, out: _ArrayT) -> _ArrayT: ...
+def log_softmax(
+    x: ArrayLike, axis: _Axis = None, *, out: _ArrayT, where: ArrayLike | None = None
+) -> _ArrayT: ...
 @overload
-def log_softmax(x: _SCT, axis: _Axis = None, *, out: None = None) -> _SCT: ...
+def log_softmax(
+    x: _SCT, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _SCT: ...
 @overload
-def log_softmax(x: _Scalar, axis: _Axis = None, *, out: None = None) -> _Float: ...
+def log_softmax(
+    x: _Scalar, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _Float: ...
 @overload
-def log_softmax(x: NDArray[_ISCT], axis: _Axis = None, *, out: None = None) -> NDArray[_ISCT]: ...
+def log_softmax(
+    x: NDArray[_ISCT], axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> NDArray[_ISCT]: ...
 @overload
-def log_softmax(x: ArrayLike, axis: _Axis = None, *, out: None = None) -> _FloatArray: ...
+def log_softmax(
+    x: ArrayLike, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _FloatArray: ...
 
 # --------------------------------------------------------------------------- cross_entropy
 # reduction "mean"/"sum" -> scalar; "none" -> ndarray; return_lse=True -> (loss, lse)
@@ -260,6 +295,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[False] = False,
+    where: ArrayLike | None = None,
 ) -> _SCT: ...
 @overload
 def cross_entropy(
@@ -275,6 +311,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[False] = False,
+    where: ArrayLike | None = None,
 ) -> NDArray[_SCT]: ...
 @overload
 def cross_entropy(
@@ -290,6 +327,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[True],
+    where: ArrayLike | None = None,
 ) -> tuple[_SCT, NDArray[_SCT]]: ...
 @overload
 def cross_entropy(
@@ -305,6 +343,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[True],
+    where: ArrayLike | None = None,
 ) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy(
@@ -320,6 +359,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[False] = False,
+    where: ArrayLike | None = None,
 ) -> _Float: ...
 @overload
 def cross_entropy(
@@ -335,6 +375,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[False] = False,
+    where: ArrayLike | None = None,
 ) -> _FloatArray: ...
 @overload
 def cross_entropy(
@@ -350,6 +391,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[True],
+    where: ArrayLike | None = None,
 ) -> tuple[_Float, _FloatArray]: ...
 @overload
 def cross_entropy(
@@ -365,6 +407,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[True],
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy(
@@ -380,6 +423,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: bool = False,
+    where: ArrayLike | None = None,
 ) -> _Float | _FloatArray | tuple[_Float | _FloatArray, _FloatArray]: ...
 
 # ------------------------------------------------------------------- cross_entropy_with_grad
@@ -403,6 +447,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_SCT, NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -421,6 +466,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -439,6 +485,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_SCT, NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -457,6 +504,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[NDArray[_SCT], NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -475,6 +523,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[Any] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_Float, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -493,6 +542,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[Any] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -511,6 +561,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[Any] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_Float, _FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -529,6 +580,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[Any] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray, _FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -547,6 +599,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[Any] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> (
     tuple[_Float | _FloatArray, _FloatArray]
     | tuple[_Float | _FloatArray, _FloatArray, _FloatArray]
