@@ -1118,8 +1118,9 @@ _XENT_PARAMS_DOC = """
         ``(C,)`` vocabulary mask for every row).  Masked classes are left out
         as if their (capped) logit were ``-inf``, whatever they hold (NaN
         included), and their gradient is exactly 0.  A label on a masked
-        class gives loss +inf (as a -inf logit would; 0 if its coefficient
-        ``(1-eps) w_y`` is 0), likewise soft-target mass there.  Label
+        class, or soft-target mass there, gives loss +inf as a -inf logit
+        would (NaN with sample weight 0: ``0 * inf``); a term whose
+        coefficient (``(1-eps) w_y``, ``w_c t_c``) is 0 there is left out.  Label
         smoothing spreads ``eps`` over the row's ``C_r`` unmasked classes
         (``eps / C_r`` each).  A row with no unmasked class counts as ignored:
         loss 0, gradient 0, lse 0, label not checked, not in "mean" -- no NaN
