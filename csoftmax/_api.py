@@ -933,8 +933,10 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
        Target mass t_k != 0 at a masked class (after the class weight) is then
        added to the loss as ``t_k * inf`` (+inf; NaN where t_k is NaN); it
        still counts in sum(t) for the gradient, as for a -inf logit.  (The
-       one row this cannot express: an unmasked maximum equal to the most
-       negative finite number of the dtype.)
+       one row this cannot express is an unmasked maximum equal to the most
+       negative finite number of the dtype: nothing finite lies below it.
+       Such a row gets -inf at masked classes and so NaN, loudly, rather
+       than a masked class counted as a maximum.)
     5. The gradient is set to exactly 0 at every masked class.
     """
     name = "cross_entropy_with_grad" if want_grad else "cross_entropy"
@@ -1033,7 +1035,8 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
                    initial=-np.inf)
         m = m.astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
-            low = np.where(np.isfinite(m), np.maximum(m - (1e4 + np.abs(m)), -big), -np.inf)
+            low = np.where(np.isfinite(m) & (m > -big),
+                           np.maximum(m - (1e4 + np.abs(m)), -big), -np.inf)
         zk = np.where(wb, zc, low.astype(cdt)).astype(cdt, copy=False)
         np.copyto(zk, 0, where=~cnt_k)
         kp = _XentSpec()
