@@ -268,7 +268,9 @@ int csm_bce_f64(csm_shape sh, const double *z, csm_strides zs, const double *t,
  *   loss = T^2 sum_k p_k (log p_k - log q_k)      (0 log 0 = 0)
  *   grad_k = grad_scale * row_gscale * T (sum(p) q_k - p_k)
  * One read of both rows per chunk for the sums (chunked online max, as the row
- * pass), one more read of both to write the gradient.  Rows with row_mask[row]
+ * pass); with grad, the chunk's exps are kept (the student's in grad, the
+ * teacher's in one scratch row of c elements per thread: CSM_ERR_NOMEM, nothing
+ * written, if that fails) and rescaled in place.  Rows with row_mask[row]
  * == 0 get loss 0 and a zero gradient and are not read.  A row whose student or
  * teacher holds NaN, +inf, or only -inf (logits kind) gets NaN.  grad may be NULL
  * and may alias s exactly.

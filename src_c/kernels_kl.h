@@ -16,8 +16,12 @@
  *   2. loss = T^2 (D / S_t - L_t + L_s)  (logits)  or  T^2 (D + P L_s)  (log-probs),
  *      with every term measured from the row maxima: for close teacher and
  *      student the differences are small numbers, not differences of logits.
- *   3. The gradient T (P q - p) (times the caller's factors) is written by one
- *      more pass over both rows (from L2 for rows that fit there).
+ *   3. With a gradient, the chunk pass also stores both exps (the student's into
+ *      the gradient row, the teacher's into a scratch row per thread), so the
+ *      gradient T (P q - p) (times the caller's factors) is one rescale pass per
+ *      chunk from cache: two exps per element in all, as for the loss alone.
+ *      The gradient may alias the student exactly: each vector is read before
+ *      it is written.
  *   4. A row whose student or teacher holds NaN, +inf, or (logits) only -inf
  *      gets NaN loss and gradient; a masked row 0 and 0, not read.
  */
@@ -55,7 +59,8 @@ CSM_INLINE void CSM_H(kl_merge)(CSM_H(klsum) *a, int first, double md, double cc
 #define CSM_KLX(B, x) ((B) ? VEXPB(x) : VEXP(x))
 CSM_INLINE void CSM_H(kl_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff_t ts,
                                ptrdiff_t len, T shs, T ms, T sht, T mt, T invT,
-                               const int kind, const int bs, const int bt, double out[5])
+                               const int kind, const int bs, const int bt, double out[5],
+                               const int store, T *gy, ptrdiff_t gys, T *vb)
 {
     const V zero = VSPLAT(0), vi = VSPLAT(invT);
     const V vshs = VSPLAT(shs), vms = VSPLAT(ms), vsht = VSPLAT(sht), vmt = VSPLAT(mt);
@@ -86,6 +91,15 @@ CSM_INLINE void CSM_H(kl_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff_t ts
         as += CSM_H(vkeep)(es - is, n);
         ns += CSM_H(vkeep)(is, n);
         dd += CSM_H(vkeep)(term, n);
+        if (store) {            /* both exps kept for the gradient (Design 3) */
+            if (n == VL) {
+                CSM_H(vstore)(gy + i * gys, gys, es);
+                CSM_H(vstore)(vb + i, 1, ea);
+            } else {
+                CSM_H(vstore_part)(gy + i * gys, gys, n, es);
+                CSM_H(vstore_part)(vb + i, 1, n, ea);
+            }
+        }
     }
     out[0] = CSM_H(vsum)(as);
     out[1] = CSM_H(vsum)(ns);
@@ -94,29 +108,23 @@ CSM_INLINE void CSM_H(kl_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff_t ts
     out[4] = CSM_H(vsum)(dd);
 }
 
-/* Gradient over len elements: g = fq exp((s - Ms)/T) - fp p. */
-CSM_INLINE void CSM_H(kl_grad_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff_t ts,
-                                    T *g, ptrdiff_t gs, ptrdiff_t len, T Ms, T Mt, T invT,
-                                    T fq, T fp, const int kind, const int bs, const int bt)
+/* Gradient over len elements from the stored exps: g = g fq - vb fp. */
+CSM_INLINE void CSM_H(kl_grad_seg)(T *g, ptrdiff_t gs, const T *vb, ptrdiff_t len, T fq, T fp)
 {
-    const V vi = VSPLAT(invT), vMs = VSPLAT(Ms), vMt = VSPLAT(Mt);
     const V vfq = VSPLAT(fq), vfp = VSPLAT(fp);
     ptrdiff_t i = 0;
-    for (; i < len; i += VL) {
-        const ptrdiff_t n = len - i < VL ? len - i : VL;
-        V vs = n == VL ? CSM_H(vload)(s + i * ss, ss) : CSM_H(vload_part)(s + i * ss, ss, n, 0);
-        V vt = n == VL ? CSM_H(vload)(t + i * ts, ts) : CSM_H(vload_part)(t + i * ts, ts, n, 0);
-        V q = CSM_KLX(bs, (vs - vMs) * vi);
-        V p = kind == 0 ? CSM_KLX(bt, (vt - vMt) * vi) : VEXP(vt);
-        V gv = q * vfq - p * vfp;
-        if (n == VL) CSM_H(vstore)(g + i * gs, gs, gv);
-        else CSM_H(vstore_part)(g + i * gs, gs, n, gv);
+    for (; i + VL <= len; i += VL)
+        CSM_H(vstore)(g + i * gs, gs, CSM_H(vload)(g + i * gs, gs) * vfq - CSM_H(vload)(vb + i, 1) * vfp);
+    if (i < len) {
+        const ptrdiff_t n = len - i;
+        V gv = CSM_H(vload_part)(g + i * gs, gs, n, 0) * vfq - CSM_H(vload_part)(vb + i, 1, n, 0) * vfp;
+        CSM_H(vstore_part)(g + i * gs, gs, n, gv);
     }
 }
 
 static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc, ptrdiff_t c,
                           const int kind, double Tmp, double gfac, double *lr, T *gr,
-                          ptrdiff_t gsc)
+                          ptrdiff_t gsc, T *vb)
 {
     const ptrdiff_t K = csm_chunk_len(c), nch = (c + K - 1) / K;
     const T invT = (T)(1.0 / Tmp);
@@ -125,7 +133,7 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
     double shs_c[CSM_MAXCH], sht_c[CSM_MAXCH], d_c[CSM_MAXCH], a_c[CSM_MAXCH];
     int tninf_c[CSM_MAXCH];
     T Ms = -(T)INFINITY, Mt = -(T)INFINITY;     /* the row maxima, unscaled */
-    T mns = (T)INFINITY, mnt = (T)INFINITY;     /* and minima (NaN ignored) */
+    int sninf_c[CSM_MAXCH];
     int special = c == 0;
     for (ptrdiff_t q = 0; q < nch && !special; q++) {
         const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
@@ -136,8 +144,6 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
         if (kind == 0)
             mt = tsc == 1 ? CSM_H(seg_maxmin)(tc, 1, len, &mn_t)
                           : CSM_H(seg_maxmin)(tc, tsc, len, &mn_t);
-        mns = mn_s < mns ? mn_s : mns;
-        mnt = mn_t < mnt ? mn_t : mnt;
         /* chunk exps without clamps when every argument is in VEXPB's range */
         const int bs = ms > -(T)INFINITY && ((double)mn_s - (double)ms) * invT >= VEXPB_LO;
         const int bt = kind == 0 && mt > -(T)INFINITY
@@ -148,15 +154,22 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
         }
         const T shs = ms == -(T)INFINITY ? (T)0 : ms, sht = mt == -(T)INFINITY ? (T)0 : mt;
         double o[5];
-#define CSM_KLS(SS, TS, BS, BT) \
-    CSM_H(kl_seg)(sc, SS, tc, TS, len, shs, ms, sht, mt, invT, kind, BS, BT, o)
-        if (ssc == 1 && tsc == 1) {
-            if (bs) { if (bt) CSM_KLS(1, 1, 1, 1); else CSM_KLS(1, 1, 1, 0); }
-            else { if (bt) CSM_KLS(1, 1, 0, 1); else CSM_KLS(1, 1, 0, 0); }
+        T *gy = gr ? gr + k0 * gsc : NULL, *vbc = gr ? vb + k0 : NULL;
+#define CSM_KLS(SS, TS, BS, BT, ST, GS) \
+    CSM_H(kl_seg)(sc, SS, tc, TS, len, shs, ms, sht, mt, invT, kind, BS, BT, o, ST, gy, GS, vbc)
+        if (ssc == 1 && tsc == 1 && (!gr || gsc == 1)) {
+            if (gr) {
+                if (bs) { if (bt) CSM_KLS(1, 1, 1, 1, 1, 1); else CSM_KLS(1, 1, 1, 0, 1, 1); }
+                else { if (bt) CSM_KLS(1, 1, 0, 1, 1, 1); else CSM_KLS(1, 1, 0, 0, 1, 1); }
+            } else {
+                if (bs) { if (bt) CSM_KLS(1, 1, 1, 1, 0, 1); else CSM_KLS(1, 1, 1, 0, 0, 1); }
+                else { if (bt) CSM_KLS(1, 1, 0, 1, 0, 1); else CSM_KLS(1, 1, 0, 0, 0, 1); }
+            }
         } else {
-            CSM_KLS(ssc, tsc, 0, 0);
+            CSM_KLS(ssc, tsc, 0, 0, gr != NULL, gsc);
         }
 #undef CSM_KLS
+        sninf_c[q] = ms == -(T)INFINITY;
         if (ms == -(T)INFINITY) { o[0] += o[1]; o[1] = 0.0; }
         if (kind == 0 && mt == -(T)INFINITY) { o[2] += o[3]; o[3] = 0.0; }
         CSM_H(kl_merge)(&st, q == 0, ms == -(T)INFINITY ? -INFINITY : (double)ms * invT, o[1], o[0]);
@@ -201,24 +214,18 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
         *lr = T2 * (D + P * Ls);
     }
     if (!gr) return;
-    if (kind == 1) Mt = 0;
+    /* g = T (P q - p) g0: per chunk, the stored exps times their chunk's factor
+     * (0 for an all -inf chunk: its exps are 0, or NaN, kept by 0 * NaN) */
     const double g0 = Tmp * gfac;
-    const T fq = (T)(g0 * P / Ss), fp = (T)(kind == 0 ? g0 / St : g0);
-    const int bs = ((double)mns - (double)Ms) * invT >= VEXPB_LO;
-    const int bt = kind == 0 && ((double)mnt - (double)Mt) * invT >= VEXPB_LO;
-#define CSM_KLG(BS, BT) CSM_H(kl_grad_seg)(sr + k0, 1, tr + k0, 1, gr + k0, 1, len, Ms, Mt, \
-                                           invT, fq, fp, kind, BS, BT)
+    const double fq0 = g0 * P / Ss, fp0 = kind == 0 ? g0 / St : g0;
     for (ptrdiff_t q = 0; q < nch; q++) {
         const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
-        if (ssc == 1 && tsc == 1 && gsc == 1) {
-            if (bs) { if (bt) CSM_KLG(1, 1); else CSM_KLG(1, 0); }
-            else { if (bt) CSM_KLG(0, 1); else CSM_KLG(0, 0); }
-        } else {
-            CSM_H(kl_grad_seg)(sr + k0 * ssc, ssc, tr + k0 * tsc, tsc, gr + k0 * gsc, gsc, len,
-                               Ms, Mt, invT, fq, fp, kind, 0, 0);
-        }
+        const T fq = (T)(sninf_c[q] ? fq0 * 0.0 : fq0 * csm_expdiff(shs_c[q], st.M));
+        const T fp = (T)(kind == 1 ? fp0 : tninf_c[q] ? fp0 * 0.0
+                                                       : fp0 * csm_expdiff(sht_c[q], tt.M));
+        if (gsc == 1) CSM_H(kl_grad_seg)(gr + k0, 1, vb + k0, len, fq, fp);
+        else CSM_H(kl_grad_seg)(gr + k0 * gsc, gsc, vb + k0, len, fq, fp);
     }
-#undef CSM_KLG
 }
 
 int CSM_FN(csm_kl_div)(csm_shape sh, const T *s, csm_strides ss, const T *t, csm_strides ts,
@@ -230,6 +237,9 @@ int CSM_FN(csm_kl_div)(csm_shape sh, const T *s, csm_strides ss, const T *t, csm
     if (opt->teacher_kind != 0 && opt->teacher_kind != 1) return CSM_ERR_ARG;
     const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
     const int kind = opt->teacher_kind;
+    /* the teacher's exps of a row, for the gradient (one row per thread) */
+    csm_scratch scr;
+    if (csm_scratch_init(&scr, grad != NULL, nrows, c, sizeof(T)) != 0) return CSM_ERR_NOMEM;
     CSM_ROWS_FOR(nrows, c)
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
@@ -242,8 +252,12 @@ int CSM_FN(csm_kl_div)(csm_shape sh, const T *s, csm_strides ss, const T *t, csm
         }
         const double gfac = opt->grad_scale * (opt->row_gscale ? opt->row_gscale[r] : 1.0);
         const T *sr = s + i0 * ss.s0 + i1 * ss.s1, *tr = t + i0 * ts.s0 + i1 * ts.s1;
-        if (kind == 0) CSM_H(kl_row)(sr, ss.sc, tr, ts.sc, c, 0, opt->temperature, gfac, lr, gr, gs.sc);
-        else CSM_H(kl_row)(sr, ss.sc, tr, ts.sc, c, 1, opt->temperature, gfac, lr, gr, gs.sc);
+        T *vb = (T *)csm_scratch_row(&scr);
+        if (kind == 0)
+            CSM_H(kl_row)(sr, ss.sc, tr, ts.sc, c, 0, opt->temperature, gfac, lr, gr, gs.sc, vb);
+        else
+            CSM_H(kl_row)(sr, ss.sc, tr, ts.sc, c, 1, opt->temperature, gfac, lr, gr, gs.sc, vb);
     }
+    csm_scratch_free(&scr);
     return CSM_OK;
 }
