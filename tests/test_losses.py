@@ -582,6 +582,29 @@ def test_kl_extreme(dtype, kind):
                  **kw)
 
 
+@pytest.mark.parametrize("c", (129, 5000, 70000))
+@pytest.mark.parametrize("T", (0.3, 1.0, 2.0, 3.7))
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_kl_large_offset(dtype, T, c):
+    """Rows of comparable logits far from 0 (1e4 + N(0, 3), and -1e4 + ...): the
+    result depends only on s - max(s), so the rounding of |s| / T must not enter
+    (spec: gradient entries within a few ULP / 4 u of their scale).  Rows longer
+    than one chunk of the row pass exercise the merge of the chunks' maxima."""
+    rng = np.random.default_rng(_seed("kloff", dtype, T, c))
+    s = (1e4 + rng.standard_normal((3, c)) * 3).astype(dtype)
+    s[1] *= -1
+    s[2, ::7] = -np.inf
+    teacher = (s.astype(np.float64) + rng.standard_normal((3, c))).astype(dtype)
+    for red in ("none", "batchmean"):
+        kw = dict(temperature=T, reduction=red)
+        loss, grad = csoftmax.kl_div_with_grad(s, teacher, **kw)
+        check_kl(loss, grad, s, teacher, func="kl_div_with_grad", ctx=f"offset 1e4, C={c}",
+                 **kw)
+    lab = np.array([0, 5, 1])
+    check_token_logprobs(csoftmax.token_logprobs(s, lab, return_entropy=True), s, lab,
+                         return_entropy=True, ctx=f"offset 1e4, C={c}")
+
+
 def test_kl_nan_rows_give_nan_loss():
     for dt, kind in itertools.product(("float32", "float64"), ("logits", "log_probs")):
         s = np.zeros((3, 5), dt)
