@@ -797,3 +797,271 @@ def merge_cross_entropy(states, target, *, num_classes, weight=None, sample_weig
     if return_lse:
         return res, np.where(keep, lse, 0.0)
     return res
+
+
+# ---------------------------------------------------------------------------
+# binary (sigmoid) cross-entropy, distillation KL, per-token log-probabilities
+# (issue 16).  Written from the formulas of the spec, in float64:
+#
+#   binary_cross_entropy   l = w (p t sp(-z) + (1 - t) sp(z)), sp = softplus,
+#                          dl/dz = w ((1 - t) sigmoid(z) - p t sigmoid(-z));
+#                          a term whose coefficient t (resp. 1 - t) is exactly 0
+#                          contributes exactly 0 (z = +inf, t = 1 gives 0).
+#   kl_div                 per row T**2 sum_k p_k (log p_k - log q_k), q = softmax(s / T),
+#                          p from the teacher; p_k == 0 terms are exactly 0;
+#                          gradient T (sum_k p_k q - p).
+#   token_logprobs         log_softmax(z)[label] and -sum_k p_k log p_k (0 log 0 = 0).
+# ---------------------------------------------------------------------------
+
+_KL_REDUCTIONS = ("none", "sum", "mean", "batchmean")
+_TEACHER_KINDS = ("logits", "log_probs", "probs")
+
+
+def _softplus(x):
+    """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)): +inf -> +inf, -inf -> 0,
+    NaN -> NaN, no overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)), written with exp(-|x|) so that nothing overflows;
+    sigmoid(+inf) = 1, sigmoid(-inf) = 0, NaN -> NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _grad_scale_arg(grad_scale, reduction):
+    gs = np.asarray(grad_scale, dtype=np.float64)
+    if gs.ndim and reduction != "none":
+        raise ValueError("an array grad_scale needs reduction='none'")
+    return gs
+
+
+def _write_out(grad, out):
+    if out is None:
+        return grad
+    if np.shape(out) != grad.shape:
+        raise ValueError(f"out must have shape {grad.shape}, got {np.shape(out)}")
+    out[...] = grad
+    return out
+
+
+def _bce(logits, target, weight, pos_weight, reduction, grad_scale):
+    """(loss, grad) of the binary cross-entropy with logits, float64."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    z = _as_float64(logits, "logits")
+    t = _as_float64(target, "target")
+    if t.shape != z.shape:
+        raise ValueError(f"target must have the shape of the logits {z.shape}, got {t.shape}")
+    if not np.all((t >= 0.0) & (t <= 1.0)):           # also catches NaN
+        raise ValueError("target must be in [0, 1] (and not NaN)")
+    w = np.ones(z.shape)
+    if weight is not None:
+        w0 = _as_float64(weight, "weight")
+        try:
+            w = np.broadcast_to(w0, z.shape)
+        except ValueError:
+            raise ValueError(f"weight of shape {w0.shape} does not broadcast to the "
+                             f"logits' shape {z.shape}") from None
+        if not np.all(np.isfinite(w0) & (w0 >= 0.0)):
+            raise ValueError("weight must be finite and >= 0")
+    pw = np.ones(())
+    if pos_weight is not None:
+        p0 = _as_float64(pos_weight, "pos_weight")
+        last = z.shape[-1] if z.ndim else 1
+        if p0.ndim > 1:
+            raise ValueError(f"pos_weight must have at most one dimension, got {p0.shape}")
+        try:
+            pw = np.broadcast_to(p0, (last,))
+        except ValueError:
+            raise ValueError(f"pos_weight of shape {p0.shape} does not broadcast to the "
+                             f"last axis ({last},)") from None
+        if not np.all(np.isfinite(p0) & (p0 >= 0.0)):
+            raise ValueError("pos_weight must be finite and >= 0")
+        if z.ndim == 0:
+            pw = pw.reshape(())
+    gs = _grad_scale_arg(grad_scale, reduction)
+
+    with np.errstate(all="ignore"):
+        # the coefficient rule: t == 0 drops the first term, t == 1 the second
+        pos = np.where(t == 0.0, 0.0, pw * t * _softplus(-z))
+        neg = np.where(t == 1.0, 0.0, (1.0 - t) * _softplus(z))
+        per = w * (pos + neg)
+        grad = w * ((1.0 - t) * _sigmoid(z) - pw * t * _sigmoid(-z))
+        n = z.size
+        if reduction == "none":
+            loss = per
+            grad = grad * gs
+        elif reduction == "sum":
+            loss = np.float64(np.sum(per))
+            grad = grad * gs
+        else:
+            loss = np.float64(np.sum(per) / n) if n else np.float64(np.nan)
+            grad = grad * gs / n if n else grad
+    return loss, grad
+
+
+def binary_cross_entropy(logits, target, *, weight=None, pos_weight=None, reduction="mean"):
+    """Sigmoid cross-entropy with logits (PyTorch's binary_cross_entropy_with_logits):
+    per element ``w (p t softplus(-z) + (1 - t) softplus(z))``; "mean" divides by
+    the number of elements (none: nan)."""
+    return _bce(logits, target, weight, pos_weight, reduction, 1.0)[0]
+
+
+def binary_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=None,
+                                   reduction="mean", grad_scale=1.0, out=None, inplace=False):
+    """(loss, d loss / d logits): ``w ((1 - t) sigmoid(z) - p t sigmoid(-z))`` times
+    grad_scale (and 1/numel for "mean"); ``out`` / ``inplace`` receive the gradient."""
+    loss, grad = _bce(logits, target, weight, pos_weight, reduction, grad_scale)
+    if inplace:
+        if out is not None:
+            raise ValueError("out= and inplace=True are exclusive")
+        out = logits
+    return loss, _write_out(grad, out)
+
+
+def _kl(student_logits, teacher, axis, temperature, teacher_kind, reduction, mask,
+        grad_scale):
+    """(loss, grad) of the distillation KL, float64."""
+    if reduction not in _KL_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_KL_REDUCTIONS}, got {reduction!r}")
+    if teacher_kind not in _TEACHER_KINDS:
+        raise ValueError(f"teacher_kind must be one of {_TEACHER_KINDS}, got {teacher_kind!r}")
+    T = float(temperature)
+    if not (np.isfinite(T) and T > 0.0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+    s = _as_float64(student_logits, "student_logits")
+    tt = _as_float64(teacher, "teacher")
+    if s.shape != tt.shape:
+        raise ValueError(f"teacher must have the shape of the student logits {s.shape}, "
+                         f"got {tt.shape}")
+    if s.ndim == 0:
+        raise ValueError("the logits must have at least one dimension")
+    axis = normalize_axis_index(axis, s.ndim)
+    s = np.moveaxis(s, axis, -1)                       # classes last
+    tt = np.moveaxis(tt, axis, -1)
+    row_shape, C = s.shape[:-1], s.shape[-1]
+    if mask is None:
+        keep = np.ones(row_shape, bool)
+    else:
+        keep = np.asarray(mask)
+        if keep.dtype != np.bool_:
+            raise TypeError(f"mask must be a boolean array, got dtype {keep.dtype}")
+        if keep.shape != row_shape:
+            raise ValueError(f"mask must have the row shape {row_shape}, got {keep.shape}")
+    # masked rows are never read: only the counted rows are validated
+    if teacher_kind == "probs" and not np.all((tt[keep] >= 0.0) & (tt[keep] <= 1.0)):
+        raise ValueError("teacher probabilities must be in [0, 1] (and not NaN)")
+    gs = _grad_scale_arg(grad_scale, reduction)
+
+    def scaled(x):
+        # (x - max) / T rather than x / T: softmax and log_softmax are the same
+        # mathematically, but only the rounding of the shifted values (relative
+        # 2**-53 of |x - max| / T, not of |x| / T) enters the result, so the
+        # reference stays within a few ULP where the probabilities are not small
+        if not x.size:
+            return x / T
+        m = np.max(x, axis=-1, keepdims=True)
+        return (x - np.where(np.isfinite(m), m, 0.0)) / T
+
+    with np.errstate(all="ignore"):
+        a = scaled(s)
+        if s.size:
+            logq = _log_softmax_last(a)
+            q = softmax(a, axis=-1)
+        else:
+            logq = q = a.copy()
+        if teacher_kind == "logits":
+            b = scaled(tt)
+            logp = _log_softmax_last(b) if s.size else b.copy()
+            p = softmax(b, axis=-1) if s.size else b.copy()
+        elif teacher_kind == "log_probs":
+            logp, p = tt, np.exp(tt)
+        else:
+            logp, p = np.log(tt), tt
+        # 0 log 0 = 0: a term with p_k == 0 is exactly 0, even where q_k == 0
+        terms = np.where(p == 0.0, 0.0, p * (logp - logq))
+        kl = T * T * np.sum(terms, axis=-1)
+        nan_row = np.isnan(s).any(axis=-1) | np.isnan(tt).any(axis=-1)
+        kl = np.where(nan_row, np.nan, kl)
+        grad = T * (np.sum(p, axis=-1, keepdims=True) * q - p)
+        kl = np.where(keep, kl, 0.0)
+        grad = np.where(keep[..., None], grad, 0.0)
+        counted = int(np.sum(keep))
+        if reduction == "none":
+            loss = kl
+            grad = grad * (gs[..., None] if gs.ndim else gs)
+        else:
+            den = {"sum": 1, "batchmean": counted, "mean": counted * C}[reduction]
+            loss = np.float64(np.sum(kl) / den) if den else np.float64(np.nan)
+            grad = grad * gs / den if den else grad * 0.0
+    return loss, np.moveaxis(grad, -1, axis)
+
+
+def kl_div(student_logits, teacher, *, axis=-1, temperature=1.0, teacher_kind="logits",
+           reduction="batchmean", mask=None):
+    """Distillation loss KL(p_teacher || softmax(student / T)) * T**2 per row (rows along
+    the axes other than ``axis``); see ``_kl``.  "batchmean" divides by the number of
+    counted (unmasked) rows, "mean" by that times C."""
+    return _kl(student_logits, teacher, axis, temperature, teacher_kind, reduction, mask,
+               1.0)[0]
+
+
+def kl_div_with_grad(student_logits, teacher, *, axis=-1, temperature=1.0,
+                     teacher_kind="logits", reduction="batchmean", mask=None, grad_scale=1.0,
+                     out=None):
+    """(loss, d loss / d student_logits) = T (sum(p) q - p) per row, times grad_scale and
+    the reduction's factor; masked rows give 0."""
+    loss, grad = _kl(student_logits, teacher, axis, temperature, teacher_kind, reduction,
+                     mask, grad_scale)
+    return loss, _write_out(grad, out)
+
+
+def token_logprobs(logits, labels, *, axis=-1, return_entropy=False, ignore_index=None):
+    """log_softmax(logits, axis)[label] per row and, with ``return_entropy``, the
+    entropy -sum_k p_k log p_k of softmax(logits) (0 log 0 = 0).  Rows whose label is
+    ``ignore_index`` give 0 and 0.  Special rows follow ``log_softmax`` / ``softmax``."""
+    z = _as_float64(logits, "logits")
+    if z.ndim == 0:
+        raise ValueError("logits must have at least one dimension")
+    axis = normalize_axis_index(axis, z.ndim)
+    z = np.moveaxis(z, axis, -1)
+    row_shape, C = z.shape[:-1], z.shape[-1]
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu":
+        raise ValueError(f"labels must be an integer array, got dtype {lab.dtype}")
+    if lab.shape != row_shape:
+        raise ValueError(f"labels must have the row shape {row_shape}, got {lab.shape}")
+    flat = lab.reshape(-1)
+    ignored = (np.zeros(flat.shape, bool) if ignore_index is None
+               else flat == ignore_index)
+    bad = np.flatnonzero(~ignored & ((flat < 0) | (flat >= C)))
+    if bad.size:
+        pos = int(bad[0])
+        raise ValueError(f"label {int(flat[pos])} of sample {pos} is out of range [0, {C})")
+    n = flat.size
+    rows = z.reshape(n, C)
+    y = np.where(ignored, 0, flat).astype(np.intp)
+    with np.errstate(all="ignore"):
+        if rows.size:
+            logp_all = _log_softmax_last(rows)
+            p = softmax(rows, axis=-1)
+            logp = logp_all[np.arange(n), y]
+            ent = -np.sum(np.where(p == 0.0, 0.0, p * logp_all), axis=-1)
+        else:
+            logp = ent = np.zeros(n)
+    logp = np.where(ignored, 0.0, logp).reshape(row_shape)
+    ent = np.where(ignored, 0.0, ent).reshape(row_shape)
+    return (logp, ent) if return_entropy else logp
+
+
+__all__ += [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_grad",
+    "kl_div",
+    "kl_div_with_grad",
+    "token_logprobs",
+]

@@ -563,6 +563,228 @@ def _row_factor(opts, reduction, grad_scale, tt, zc, n, v):
 
 
 # ---------------------------------------------------------------------------
+# issue 16 losses (binary cross-entropy, distillation KL, token log-probs):
+# accuracy bounds and the checks shared by test_losses.py and test_driver.py
+# ---------------------------------------------------------------------------
+#
+# Bounds (spec 16, "Accuracy bounds"); |got - ref| against the float64 reference:
+# * losses and per-row values: rtol * (|ref| + scale), rtol = TOLERANCES "reduce"
+#   (float64 1e-13; float32 1e-6, the README's cross-entropy bound; float16 1e-3).
+#   scale: BCE w * max(1, pos_weight) per element (the absolute floor loss_scale
+#   gives a cross-entropy sample), summed/averaged like the loss; token_logprobs 1
+#   per row for logp and entropy (loss_scale(1)); KL see kl_loss_scale.
+# * gradient entries: GRAD_ULPS * u * F + u_r * |ref|: u the unit roundoff of the
+#   arithmetic (2**-24 for float32 and float16, 2**-53 for float64 and integer
+#   logits), F the entry's gradient scale (|grad_scale| x the reduction's factor x
+#   w max(1, pos_weight) for BCE, x T max(1, sum p) for KL), u_r = 2**-11 for
+#   float16 results only (the float32 value rounded once).  For float64 results the
+#   float64 reference carries rounding errors of the same order as the kernel's (a
+#   few u of F, from sum(p), the sum of the exponentials and the division; two
+#   summation orders of the reference itself differ by 4.4 u F), so there the bound
+#   is doubled: 2 * GRAD_ULPS * u * F, still "a few ULP" of the entries' scale.
+
+#: unit roundoff of the arithmetic csoftmax uses for a result dtype
+U_COMPUTE = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-24}
+#: the result's own rounding (float16 results are rounded float32 values)
+U_RESULT = {"float64": 0.0, "float32": 0.0, "float16": 2.0**-11}
+#: spec 16: gradient entries within 4 u of their scale
+GRAD_ULPS = 4.0
+
+
+def assert_grad_close(got, ref, F, *, func, dtype, ctx="", record=True):
+    """A gradient against the float64 reference: same NaN/inf pattern, finite
+    entries within GRAD_ULPS * u * F + u_r |ref| (F broadcast to the shape)."""
+    dtype = np.dtype(dtype)
+    where = f" [{func}, {dtype.name}{', ' + ctx if ctx else ''}]"
+    assert isinstance(got, np.ndarray), f"gradient is {type(got).__name__}" + where
+    assert got.dtype == dtype, f"gradient dtype {got.dtype} != {dtype}" + where
+    g = got.astype(np.float64)
+    r = np.asarray(ref, np.float64)
+    assert g.shape == r.shape, f"gradient shape {g.shape} != {r.shape}" + where
+    assert_same_specials(g, r, "gradient" + where)
+    fin = np.isfinite(r)
+    if not fin.any():
+        return
+    u, ur = U_COMPUTE[dtype.name], U_RESULT[dtype.name]
+    ulps = GRAD_ULPS * (2.0 if dtype == np.float64 else 1.0)   # see above
+    floor = float(np.finfo(dtype).smallest_subnormal)
+    F = np.broadcast_to(np.asarray(F, np.float64), r.shape)[fin]
+    gf, rf = g[fin], r[fin]
+    diff = np.abs(gf - rf)
+    bound = ulps * u * F + ur * np.abs(rf) + floor
+    ratio = diff / bound
+    if record:
+        record_error(func, dtype, float(ratio.max()) * ulps * u, float(diff.max()),
+                     ulps * u, gf.size)
+    if not np.all(diff <= bound):
+        i = int(np.argmax(ratio))
+        idx = np.argwhere(fin)[i].tolist()
+        raise AssertionError(
+            f"{int(np.sum(diff > bound))} of {gf.size} gradient entries out of tolerance; "
+            f"worst at {idx}: got {gf[i]!r}, ref {rf[i]!r}, |diff| {diff[i]:.3g} > bound "
+            f"{bound[i]:.3g} (F {F[i]:.3g}, {diff[i] / (u * max(F[i], 1e-300)):.3g} u F)"
+            + where)
+
+
+def _loss_kind_check(loss, shape, rdt, reduction, where):
+    if reduction == "none":
+        assert isinstance(loss, (np.ndarray, np.generic)), (
+            f"'none' loss is {type(loss).__name__}" + where)
+        assert np.shape(loss) == tuple(shape), (
+            f"'none' loss shape {np.shape(loss)} != {tuple(shape)}" + where)
+    else:
+        assert isinstance(loss, np.floating), (
+            f"{reduction} loss is {type(loss).__name__}, not a NumPy floating scalar" + where)
+    assert loss.dtype == rdt, f"loss dtype {loss.dtype} != {rdt}" + where
+
+
+def bce_elem_scale(shape, weight=None, pos_weight=None):
+    """w * max(1, pos_weight) per element (float64, broadcast to shape)."""
+    w = np.ones(shape) if weight is None else np.broadcast_to(
+        np.asarray(weight, np.float64), shape)
+    p = 1.0 if pos_weight is None else np.maximum(
+        1.0, np.asarray(pos_weight, np.float64))
+    return np.broadcast_to(w * p, shape)
+
+
+def check_bce(loss, grad, logits, target, *, weight=None, pos_weight=None,
+              reduction="mean", grad_scale=1.0, func="binary_cross_entropy", ctx="",
+              expected=None, factor=1.0):
+    """(loss, grad) of csoftmax.binary_cross_entropy(_with_grad) against the
+    reference (or against ``expected`` = (loss, grad), e.g. PyTorch's, with the
+    bounds multiplied by ``factor``); grad may be None."""
+    ref = load_reference()
+    shape = np.shape(logits)
+    rdt = result_dtype(np.asarray(logits).dtype)
+    where = f" [{func}, {rdt.name}, {ctx}]"
+    if expected is None:
+        expected = ref.binary_cross_entropy_with_grad(
+            logits, target, weight=weight, pos_weight=pos_weight, reduction=reduction,
+            grad_scale=grad_scale)
+    eloss, egrad = expected
+    _loss_kind_check(loss, shape, rdt, reduction, where)
+    sc = bce_elem_scale(shape, weight, pos_weight)
+    n = max(int(np.prod(shape)), 1)
+    lscale = {"none": sc, "sum": np.sum(sc), "mean": np.sum(sc) / n}[reduction]
+    assert_close(loss, eloss, func=f"{func}[{reduction}] loss", dtype=rdt, kind="reduce",
+                 scale=lscale, ctx=ctx, factor=factor, record=factor == 1.0)
+    if grad is None:
+        return
+    fac = 1.0 / n if reduction == "mean" else 1.0
+    F = factor * sc * fac * np.abs(np.asarray(grad_scale, np.float64))
+    assert_grad_close(grad, egrad, F, func=f"{func}[{reduction}] grad", dtype=rdt, ctx=ctx,
+                      record=factor == 1.0)
+
+
+def _kl_parts(s, teacher, axis, T, kind):
+    """float64 (a = s/T, lse_a, p, |log p| magnitude, lse of the teacher) with the
+    classes last."""
+    ref = load_reference()
+    s = np.moveaxis(np.asarray(s, np.float64), axis, -1)
+    t = np.moveaxis(np.asarray(teacher, np.float64), axis, -1)
+    with np.errstate(all="ignore"):
+        a = s / T
+        lse_a = np.asarray(ref.logsumexp(a, axis=-1)) if a.size else np.zeros(a.shape[:-1])
+        if kind == "logits":
+            b = t / T
+            p = ref.softmax(b, axis=-1) if b.size else b
+            mag = np.abs(b)
+            lse_b = np.asarray(ref.logsumexp(b, axis=-1)) if b.size else lse_a * 0
+        elif kind == "log_probs":
+            p, mag, lse_b = np.exp(t), np.abs(t), np.zeros(lse_a.shape)
+        else:
+            p, mag, lse_b = t, np.abs(np.log(t)), np.zeros(lse_a.shape)
+    return a, lse_a, np.asarray(p, np.float64), mag, lse_b
+
+
+def kl_loss_scale(s, teacher, *, axis=-1, temperature=1.0, teacher_kind="logits"):
+    """Per-row cancellation scale of the KL (row shape, float64).
+
+    The float32 KL of a student close to its teacher is far smaller than log C:
+    it is sum_k p_k (log p_k - log q_k) = sum_k p_k (b_k - a_k) + sum(p) (lse_a - lse_b)
+    with a = s/T, b = t/T, and the terms that cancel carry errors of u times their
+    magnitude (the rounding of s/T itself is u |a_k|).  So the bound is absolute,
+    scaled by the row's log-sum-exp and logit magnitudes:
+    T**2 (sum_{p_k > 0} p_k (|a_k| + |b_k|) + sum(p) (|lse_a| + |lse_b| + 1)),
+    |b_k| read as |log p_k| for the log_probs / probs teachers."""
+    T = float(temperature)
+    a, lse_a, p, mag, lse_b = _kl_parts(s, teacher, axis, T, teacher_kind)
+    with np.errstate(all="ignore"):
+        terms = np.where(p > 0, p * (np.abs(a) + mag), 0.0)
+        psum = np.sum(p, axis=-1)
+        sc = T * T * (np.sum(terms, axis=-1) + psum * (np.abs(lse_a) + np.abs(lse_b) + 1.0))
+    return np.where(np.isfinite(sc), sc, 0.0)
+
+
+def check_kl(loss, grad, s, teacher, *, axis=-1, temperature=1.0, teacher_kind="logits",
+             reduction="batchmean", mask=None, grad_scale=1.0, func="kl_div", ctx="",
+             expected=None, factor=1.0):
+    """(loss, grad) of csoftmax.kl_div(_with_grad) against the reference (or
+    ``expected``); grad may be None."""
+    ref = load_reference()
+    shape = np.shape(s)
+    ax = axis % len(shape)
+    row_shape = shape[:ax] + shape[ax + 1:]
+    C = shape[ax]
+    rdt = result_dtype(np.asarray(s).dtype)
+    where = f" [{func}, {rdt.name}, {ctx}]"
+    if expected is None:
+        expected = ref.kl_div_with_grad(s, teacher, axis=axis, temperature=temperature,
+                                        teacher_kind=teacher_kind, reduction=reduction,
+                                        mask=mask, grad_scale=grad_scale)
+    eloss, egrad = expected
+    _loss_kind_check(loss, row_shape, rdt, reduction, where)
+    keep = np.ones(row_shape, bool) if mask is None else np.asarray(mask, bool)
+    sc = np.where(keep, kl_loss_scale(s, teacher, axis=ax, temperature=temperature,
+                                      teacher_kind=teacher_kind), 0.0)
+    counted = int(np.sum(keep))
+    den = {"none": 1, "sum": 1, "batchmean": counted, "mean": counted * C}[reduction] or 1
+    lscale = sc if reduction == "none" else np.sum(sc) / den
+    assert_close(loss, eloss, func=f"{func}[{reduction}] loss", dtype=rdt, kind="reduce",
+                 scale=lscale, ctx=ctx, factor=factor, record=factor == 1.0)
+    if grad is None:
+        return
+    _, _, p, _, _ = _kl_parts(s, teacher, ax, float(temperature), teacher_kind)
+    with np.errstate(invalid="ignore"):
+        psum = np.nan_to_num(np.sum(p, axis=-1), nan=0.0, posinf=0.0)
+    gs = np.abs(np.broadcast_to(np.asarray(grad_scale, np.float64), row_shape))
+    F = factor * float(temperature) * np.maximum(1.0, psum) * gs / den
+    F = np.expand_dims(np.where(keep, F, 0.0), ax)
+    assert_grad_close(grad, egrad, F, func=f"{func}[{reduction}] grad", dtype=rdt, ctx=ctx,
+                      record=factor == 1.0)
+
+
+def check_token_logprobs(res, logits, labels, *, axis=-1, return_entropy=False,
+                         ignore_index=None, ctx="", expected=None, factor=1.0):
+    """csoftmax.token_logprobs' result against the reference (or ``expected``):
+    logp and entropy per row within rtol * (|ref| + 1)."""
+    ref = load_reference()
+    shape = np.shape(logits)
+    ax = axis % len(shape)
+    row_shape = shape[:ax] + shape[ax + 1:]
+    rdt = result_dtype(np.asarray(logits).dtype)
+    where = f" [token_logprobs, {rdt.name}, {ctx}]"
+    if expected is None:
+        expected = ref.token_logprobs(logits, labels, axis=axis, return_entropy=True,
+                                      ignore_index=ignore_index)
+    elogp, eent = expected
+    if return_entropy:
+        assert isinstance(res, tuple) and len(res) == 2, (
+            f"return_entropy=True gave {type(res).__name__}" + where)
+        logp, ent = res
+    else:
+        logp, ent = res, None
+    for name, got, exp in (("logp", logp, elogp), ("entropy", ent, eent)):
+        if got is None:
+            continue
+        assert isinstance(got, (np.ndarray, np.generic)), (
+            f"{name} is {type(got).__name__}" + where)
+        assert np.shape(got) == row_shape, f"{name} shape {np.shape(got)} != {row_shape}" + where
+        assert_close(got, exp, func=f"token_logprobs {name}", dtype=rdt, kind="reduce",
+                     scale=loss_scale(1), ctx=ctx, factor=factor, record=factor == 1.0)
+
+
+# ---------------------------------------------------------------------------
 # csoftmax configuration / ISA
 # ---------------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ import scipy.special as sps
 
 import csoftmax
 from csoftmax_testsupport import (
-    LAYOUTS, SCIPY_FACTOR, assert_close, assert_linear_close, empty_like_layout, grad_scale,
-    load_reference, log_softmax_scale, loss_scale, lse_scale, result_dtype,
-    with_layout)
+    LAYOUTS, SCIPY_FACTOR, assert_close, assert_linear_close, check_bce, check_kl,
+    check_token_logprobs, empty_like_layout, grad_scale, load_reference, log_softmax_scale,
+    loss_scale, lse_scale, result_dtype, with_layout)
 
 ref = load_reference()
 
@@ -433,6 +433,156 @@ def run_partial_cross_entropy(x, dtype, rng, out_form, ctx):
                      ctx=cc)
 
 
+# ---------------------------------------------------------------------------
+# issue 16: binary cross-entropy, distillation KL, token log-probabilities
+# (the bounds are those of conftest's check_bce / check_kl / check_token_logprobs)
+# ---------------------------------------------------------------------------
+
+def _bce_case(x, dtype, rng):
+    """Soft targets for logits x (exact 0 and 1 among them, same layout family as x)
+    and a weight / pos_weight of the result dtype."""
+    rdt = result_dtype(dtype)
+    t = rng.random(x.shape)
+    if t.size:
+        t.reshape(-1)[::4] = 0.0
+        t.reshape(-1)[1::4] = 1.0
+    t = with_layout(t.astype(rdt), _layout_of(x))
+    last = x.shape[-1] if x.ndim else 1
+    w = rng.uniform(0.0, 2.0, size=x.shape).astype(rdt)
+    pw = rng.uniform(0.0, 3.0, size=last).astype(rdt)
+    return t, (dict(), dict(weight=w), dict(weight=w[..., :1]), dict(pos_weight=pw),
+               dict(weight=w, pos_weight=pw))
+
+
+def run_binary_cross_entropy(x, dtype, rng, out_form, ctx):
+    if out_form != "none":
+        return                                  # no out= for the loss only
+    t, opts = _bce_case(x, dtype, rng)
+    for reduction, kw in itertools.product(("none", "sum", "mean"), opts):
+        c = f"{ctx}, reduction={reduction}, opts={sorted(kw)}"
+        x_before = x.copy()
+        loss = csoftmax.binary_cross_entropy(x, t, reduction=reduction, **kw)
+        np.testing.assert_array_equal(x, x_before, err_msg="input changed")
+        check_bce(loss, None, x_before, t, reduction=reduction, ctx=c, **kw)
+
+
+def run_binary_cross_entropy_with_grad(x, dtype, rng, out_form, ctx):
+    rdt = result_dtype(dtype)
+    t, opts = _bce_case(x, dtype, rng)
+    for reduction, kw in itertools.product(("none", "sum", "mean"), opts):
+        c = f"{ctx}, reduction={reduction}, opts={sorted(kw)}, out={out_form}"
+        if out_form == "inplace":
+            # (inplace needs writable float32/float64 logits)
+            if not x.flags.writeable or x.dtype not in (np.float32, np.float64):
+                continue
+            xin = with_layout(np.array(x), _layout_of(x))
+            x_before = np.array(xin)
+            loss, grad = csoftmax.binary_cross_entropy_with_grad(
+                xin, t, reduction=reduction, inplace=True, grad_scale=0.5, **kw)
+            assert grad is xin, "inplace=True must return the logits " + c
+        else:
+            out = make_out(out_form, x.shape, rdt, x)
+            if isinstance(out, str):
+                continue
+            x_before = x.copy()
+            loss, grad = csoftmax.binary_cross_entropy_with_grad(
+                x, t, reduction=reduction, out=out, grad_scale=0.5, **kw)
+            check_returned(grad, out, c)
+            np.testing.assert_array_equal(x, x_before, err_msg="input changed")
+        check_bce(loss, grad, x_before, t, reduction=reduction, grad_scale=0.5,
+                  func="binary_cross_entropy_with_grad", ctx=c, **kw)
+
+
+def _kl_teacher(kind, x, ax, rng):
+    """A teacher of ``kind`` for the student x (classes on ``ax``), in x's layout
+    family; some zero probabilities where a row has more than one class."""
+    rdt = result_dtype(x.dtype)
+    t = rng.standard_normal(x.shape) * 3.0
+    if x.shape[ax] > 1 and t.size:
+        t[(slice(None),) * ax + (0,)] = -np.inf
+    if kind == "logits":
+        t = t.astype(x.dtype) if x.dtype.kind == "f" else np.where(
+            np.isinf(t), -50, np.round(t)).astype(x.dtype)
+    else:
+        logp = ref.log_softmax(t, axis=ax)
+        t = (logp if kind == "log_probs" else np.exp(logp)).astype(rdt)
+        t = np.clip(t, None, 1.0) if kind == "probs" else t
+    return with_layout(t, _layout_of(x))
+
+
+def _kl_combos(x):
+    for axis, kind, reduction in itertools.product(
+            class_axes(x.ndim), ("logits", "log_probs", "probs"),
+            ("none", "sum", "batchmean", "mean")):
+        T = {"logits": 2.0, "log_probs": 1.0, "probs": 0.6}[kind]
+        yield axis, kind, reduction, T
+
+
+def _kl_mask(x, ax, rng, reduction):
+    rows = x.shape[:ax] + x.shape[ax + 1:]
+    if reduction == "sum" or not rows:
+        return None
+    m = rng.random(rows) < 0.7
+    return m
+
+
+def run_kl_div(x, dtype, rng, out_form, ctx):
+    if out_form != "none":
+        return
+    for axis, kind, reduction, T in _kl_combos(x):
+        ax = axis % x.ndim
+        teacher = _kl_teacher(kind, x, ax, rng)
+        mask = _kl_mask(x, ax, rng, reduction)
+        kw = dict(axis=axis, temperature=T, teacher_kind=kind, reduction=reduction,
+                  mask=mask)
+        c = f"{ctx}, axis={axis}, kind={kind}, T={T}, reduction={reduction}"
+        x_before = x.copy()
+        loss = csoftmax.kl_div(x, teacher, **kw)
+        np.testing.assert_array_equal(x, x_before, err_msg="input changed")
+        check_kl(loss, None, x_before, teacher, ctx=c, **kw)
+
+
+def run_kl_div_with_grad(x, dtype, rng, out_form, ctx):
+    if out_form == "inplace":
+        return                                  # kl_div_with_grad has no inplace=
+    rdt = result_dtype(dtype)
+    for axis, kind, reduction, T in _kl_combos(x):
+        ax = axis % x.ndim
+        teacher = _kl_teacher(kind, x, ax, rng)
+        mask = _kl_mask(x, ax, rng, reduction)
+        out = make_out(out_form, x.shape, rdt, x)
+        if isinstance(out, str):
+            continue
+        kw = dict(axis=axis, temperature=T, teacher_kind=kind, reduction=reduction,
+                  mask=mask, grad_scale=1.5)
+        c = f"{ctx}, axis={axis}, kind={kind}, T={T}, reduction={reduction}, out={out_form}"
+        x_before = x.copy()
+        loss, grad = csoftmax.kl_div_with_grad(x, teacher, out=out, **kw)
+        check_returned(grad, out, c)
+        np.testing.assert_array_equal(x, x_before, err_msg="input changed")
+        check_kl(loss, grad, x_before, teacher, func="kl_div_with_grad", ctx=c, **kw)
+
+
+def run_token_logprobs(x, dtype, rng, out_form, ctx):
+    if out_form != "none":
+        return
+    for axis, entropy in itertools.product(class_axes(x.ndim), (False, True)):
+        ax = axis % x.ndim
+        rows = x.shape[:ax] + x.shape[ax + 1:]
+        labels = np.asarray(rng.integers(0, x.shape[ax], size=rows))
+        ig = None
+        if labels.size > 1:
+            labels.reshape(-1)[::3] = -1
+            ig = -1
+        c = f"{ctx}, axis={axis}, return_entropy={entropy}"
+        x_before = x.copy()
+        res = csoftmax.token_logprobs(x, labels, axis=axis, return_entropy=entropy,
+                                      ignore_index=ig)
+        np.testing.assert_array_equal(x, x_before, err_msg="input changed")
+        check_token_logprobs(res, x_before, labels, axis=axis, return_entropy=entropy,
+                             ignore_index=ig, ctx=c)
+
+
 #: the registry: name -> runner(x, dtype, rng, out_form, ctx)
 REGISTRY = {
     "logsumexp": run_logsumexp,
@@ -445,6 +595,11 @@ REGISTRY = {
     # (the merge_* functions are driven by these two rows)
     "partial_logsumexp": run_partial_logsumexp,
     "partial_cross_entropy": run_partial_cross_entropy,
+    "binary_cross_entropy": run_binary_cross_entropy,
+    "binary_cross_entropy_with_grad": run_binary_cross_entropy_with_grad,
+    "kl_div": run_kl_div,
+    "kl_div_with_grad": run_kl_div_with_grad,
+    "token_logprobs": run_token_logprobs,
 }
 
 
