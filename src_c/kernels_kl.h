@@ -27,11 +27,14 @@
  */
 
 typedef struct {
-    double M, cnt, s;       /* a softmax's running max (scaled by 1/T), count, rest */
+    double M, cnt, s;       /* a softmax's running max (unscaled), count, rest */
 } CSM_H(klsum);
 
-/* merge a chunk (max md scaled, count cc, rest cs) into a running sum */
-CSM_INLINE void CSM_H(kl_merge)(CSM_H(klsum) *a, int first, double md, double cc, double cs)
+/* merge a chunk (max md, count cc, rest cs; exps of (x - max) / T) into a running
+ * sum.  Maxima stay unscaled: only their differences are divided by T, so the
+ * rounding of |x| / T never reaches a result. */
+CSM_INLINE void CSM_H(kl_merge)(CSM_H(klsum) *a, int first, double md, double cc, double cs,
+                                double invT)
 {
     if (md == -INFINITY) {          /* an all -inf chunk: 0, or NaN if it held one */
         a->s += cs * 0.0;
@@ -43,14 +46,14 @@ CSM_INLINE void CSM_H(kl_merge)(CSM_H(klsum) *a, int first, double md, double cc
         a->cnt = cc;
         a->M = md;
     } else if (md > a->M) {
-        a->s = cs + (a->cnt + a->s) * exp(a->M - md);
+        a->s = cs + (a->cnt + a->s) * exp((a->M - md) * invT);
         a->cnt = cc;
         a->M = md;
     } else if (md == a->M) {
         a->cnt += cc;
         a->s += cs;
     } else {
-        a->s += (cc + cs) * exp(md - a->M);
+        a->s += (cc + cs) * exp((md - a->M) * invT);
     }
 }
 
@@ -172,17 +175,16 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
         sninf_c[q] = ms == -(T)INFINITY;
         if (ms == -(T)INFINITY) { o[0] += o[1]; o[1] = 0.0; }
         if (kind == 0 && mt == -(T)INFINITY) { o[2] += o[3]; o[3] = 0.0; }
-        CSM_H(kl_merge)(&st, q == 0, ms == -(T)INFINITY ? -INFINITY : (double)ms * invT, o[1], o[0]);
+        CSM_H(kl_merge)(&st, q == 0, (double)ms, o[1], o[0], (double)invT);
         if (kind == 0)
-            CSM_H(kl_merge)(&tt, q == 0, mt == -(T)INFINITY ? -INFINITY : (double)mt * invT,
-                            o[3], o[2]);
+            CSM_H(kl_merge)(&tt, q == 0, (double)mt, o[3], o[2], (double)invT);
         else
             P += o[2];
         Ms = ms > Ms ? ms : Ms;
         Mt = mt > Mt ? mt : Mt;
         tninf_c[q] = kind == 0 && mt == -(T)INFINITY;
-        shs_c[q] = (double)shs * invT;
-        sht_c[q] = (double)sht * invT;
+        shs_c[q] = (double)shs;
+        sht_c[q] = (double)sht;
         d_c[q] = o[4];
         a_c[q] = o[2] + o[3];
     }
@@ -197,10 +199,10 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
         if (kind == 0) {
             /* an all -inf teacher chunk adds 0 (NaN if it held one) */
             if (tninf_c[q]) D += d_c[q] * 0.0;
-            else D += csm_expdiff(sht_c[q], tt.M)
-                      * (d_c[q] + a_c[q] * ((sht_c[q] - tt.M) - (shs_c[q] - st.M)));
+            else D += csm_expdiff((sht_c[q] - tt.M) * invT, 0.0)
+                      * (d_c[q] + a_c[q] * ((sht_c[q] - tt.M) - (shs_c[q] - st.M)) * invT);
         } else {
-            D += d_c[q] - a_c[q] * (shs_c[q] - st.M);
+            D += d_c[q] - a_c[q] * (shs_c[q] - st.M) * invT;
         }
     }
     const double Ss = st.cnt + st.s, Ls = log1p((st.cnt - 1.0) + st.s);
@@ -220,9 +222,9 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
     const double fq0 = g0 * P / Ss, fp0 = kind == 0 ? g0 / St : g0;
     for (ptrdiff_t q = 0; q < nch; q++) {
         const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
-        const T fq = (T)(sninf_c[q] ? fq0 * 0.0 : fq0 * csm_expdiff(shs_c[q], st.M));
+        const T fq = (T)(sninf_c[q] ? fq0 * 0.0 : fq0 * csm_expdiff((shs_c[q] - st.M) * invT, 0.0));
         const T fp = (T)(kind == 1 ? fp0 : tninf_c[q] ? fp0 * 0.0
-                                                       : fp0 * csm_expdiff(sht_c[q], tt.M));
+                                                       : fp0 * csm_expdiff((sht_c[q] - tt.M) * invT, 0.0));
         if (gsc == 1) CSM_H(kl_grad_seg)(gr + k0, 1, vb + k0, len, fq, fp);
         else CSM_H(kl_grad_seg)(gr + k0 * gsc, gsc, vb + k0, len, fq, fp);
     }
