@@ -87,21 +87,25 @@ def _as_numpy(t: Tensor) -> np.ndarray[Any, Any]:
     return t.detach().numpy()
 
 
-def _const_tensor(t: Tensor | None, name: str, dtype: torch.dtype | None = None
+def _const_tensor(t: Tensor | None, name: str, dtype: torch.dtype | None = None,
+                  fn: str = "csoftmax.torch.cross_entropy", wrt: str = "input"
                   ) -> np.ndarray[Any, Any] | None:
-    """A NumPy view of an argument we do not differentiate with respect to."""
+    """A NumPy view of an argument we do not differentiate with respect to.
+
+    ``fn`` names the public function in messages, ``wrt`` the argument that does
+    get a gradient."""
     if t is None:
         return None
     if not isinstance(t, Tensor):
-        raise TypeError(f"csoftmax.torch.cross_entropy: {name} must be a torch.Tensor "
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor "
                         f"or None, got {type(t).__name__}")
     if t.device.type != "cpu":
-        raise ValueError(f"csoftmax.torch.cross_entropy: {name} is on {t.device}; "
+        raise ValueError(f"{fn}: {name} is on {t.device}; "
                          f"csoftmax runs on the CPU only")
     if t.requires_grad and torch.is_grad_enabled():
         raise RuntimeError(
-            f"csoftmax.torch.cross_entropy: {name} requires grad, but gradients with "
-            f"respect to {name} are not implemented (only with respect to input); "
+            f"{fn}: {name} requires grad, but gradients with "
+            f"respect to {name} are not implemented (only with respect to {wrt}); "
             f"pass {name}.detach() if it is a constant")
     if dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
@@ -147,9 +151,9 @@ def _saved_tensors_of(node: Any) -> list[Tensor]:
     return found
 
 
-def _check_inplace(input: Tensor) -> None:
+def _check_inplace(input: Tensor, fn: str = "csoftmax.torch.cross_entropy") -> None:
     """Refuse ``inplace=True`` on a tensor whose values autograd needs (see the module doc)."""
-    what = "csoftmax.torch.cross_entropy(inplace=True)"
+    what = f"{fn}(inplace=True)"
     if input.is_leaf:
         raise RuntimeError(
             f"{what}: input is a leaf tensor that requires grad; writing the gradient "
@@ -210,6 +214,49 @@ def _is_view_node(name: str) -> bool:
 
 # --------------------------------------------------------------------------- autograd
 
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _grad_buffer(input: Tensor) -> tuple[np.ndarray[Any, Any], Tensor]:
+    """A new buffer for the gradient with respect to ``input``: the NumPy array the
+    kernel writes (``out=``) and the tensor over the same memory."""
+    if input.is_contiguous():
+        # a NumPy allocation: large ones are backed by transparent huge pages,
+        # which makes the kernel's first write to the gradient much cheaper
+        # than into a fresh torch.empty buffer (fewer page faults)
+        gnp = np.empty(tuple(input.shape), dtype=_NP_DTYPES[input.dtype])
+        return gnp, torch.from_numpy(gnp)
+    # same layout as input (keeps AccumulateGrad's layout contract)
+    grad_t = torch.empty_like(input, requires_grad=False)
+    return _as_numpy(grad_t), grad_t
+
+
+def _refuse_double_backward(fn: str, alternative: str) -> None:
+    if torch.is_grad_enabled():
+        # create_graph=True: the stored gradient is a constant to autograd, so a
+        # second derivative would silently miss the loss's Hessian
+        raise RuntimeError(
+            f"{fn}: double backward (create_graph=True) is not supported; use "
+            f"{alternative} for higher-order gradients")
+
+
+def _times_upstream(g: Tensor, grad_loss: Tensor, per_sample: bool,
+                    class_dim: int | None) -> Tensor:
+    """The forward's gradient ``g`` times the upstream gradient ``grad_loss``.
+
+    ``per_sample`` (reduction="none"): ``grad_loss`` has one entry per sample,
+    broadcast over ``class_dim`` (``None``: one entry per element of ``g``).
+    When the upstream gradient is exactly 1 (``loss.backward()``, or
+    ``loss.sum().backward()`` for "none") ``g`` itself is returned."""
+    if per_sample:
+        if bool(torch.all(grad_loss == 1)):
+            return g
+        return g * (grad_loss if class_dim is None else grad_loss.unsqueeze(class_dim))
+    if float(grad_loss) == 1.0:
+        return g                         # loss.backward(): nothing to scale
+    return g * grad_loss
+
+
 class _Options:
     """Everything but the tensors, passed through ``Function.apply`` as one object."""
 
@@ -259,17 +306,9 @@ class _CrossEntropyFunction(torch.autograd.Function):
             loss, _, lse = _call(z, t, w, sw, o, None, True, True)
             # we wrote into input's memory behind autograd's back: tell it
             torch.autograd.graph.increment_version(input)
-        elif input.is_contiguous():
-            # a NumPy allocation: large ones are backed by transparent huge pages,
-            # which makes the kernel's first write to the gradient much cheaper
-            # than into a fresh torch.empty buffer (fewer page faults)
-            gnp = np.empty(tuple(input.shape), dtype=z.dtype)
-            loss, _, lse = _call(z, t, w, sw, o, gnp, False, True)
-            grad_t = torch.from_numpy(gnp)
         else:
-            # same layout as input (keeps AccumulateGrad's layout contract)
-            grad_t = torch.empty_like(input, requires_grad=False)
-            loss, _, lse = _call(z, t, w, sw, o, _as_numpy(grad_t), False, True)
+            gnp, grad_t = _grad_buffer(input)
+            loss, _, lse = _call(z, t, w, sw, o, gnp, False, True)
         ctx.save_for_backward(grad_t)
         ctx.reduction = o.reduction          # type: ignore[attr-defined]
         ctx.class_dim = o.axis               # type: ignore[attr-defined]
@@ -282,23 +321,10 @@ class _CrossEntropyFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, *_unused: Any) -> tuple[Tensor | None, ...]:
-        if torch.is_grad_enabled():
-            # create_graph=True: the stored gradient is a constant to autograd, so a
-            # second derivative would silently miss the loss's Hessian
-            raise RuntimeError(
-                "csoftmax.torch.cross_entropy: double backward (create_graph=True) is not "
-                "supported; use torch.nn.functional.cross_entropy for higher-order "
-                "gradients")
+        _refuse_double_backward("csoftmax.torch.cross_entropy",
+                                "torch.nn.functional.cross_entropy")
         (g,) = ctx.saved_tensors
-        if ctx.reduction == "none":
-            if bool(torch.all(grad_loss == 1)):
-                gi = g
-            else:
-                gi = g * grad_loss.unsqueeze(ctx.class_dim)
-        elif float(grad_loss) == 1.0:
-            gi = g                       # loss.backward(): nothing to scale
-        else:
-            gi = g * grad_loss
+        gi = _times_upstream(g, grad_loss, ctx.reduction == "none", ctx.class_dim)
         return gi, None, None, None, None
 
 
@@ -591,3 +617,4 @@ def linear_cross_entropy(
     out: Tensor = _LinearCrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
         input, linear_weight, linear_bias, t, o)
     return out
+
