@@ -1,4 +1,4 @@
-"""PyTorch adapter: csoftmax's fused cross-entropy as an autograd function.
+"""PyTorch adapter: csoftmax's fused losses as autograd functions.
 
 ``import csoftmax`` never imports torch; importing *this* module does (install
 it with ``pip install "csoftmax[torch]"``).
@@ -18,14 +18,25 @@ class-probability ``target``; ``weight``, ``ignore_index``, ``reduction``,
 ``label_smoothing``) plus csoftmax's ``sample_weight``, ``z_loss``, ``softcap``,
 ``return_lse`` and ``inplace``.  :class:`CrossEntropyLoss` is the module form.
 
+:func:`binary_cross_entropy_with_logits` (module :class:`BCEWithLogitsLoss`) is
+PyTorch's sigmoid cross-entropy (``weight``, ``pos_weight``, ``reduction``, plus
+``inplace``), on :func:`csoftmax.binary_cross_entropy_with_grad`.  :func:`kl_div`
+(module :class:`DistillationKLLoss`) is the distillation loss
+``F.kl_div(F.log_softmax(student / T, dim), p_teacher) * T**2`` from the
+student's *logits*, on :func:`csoftmax.kl_div_with_grad`.  Both differentiate
+with respect to the logits only and raise ``RuntimeError`` for a target,
+teacher or weight that requires grad (pass ``.detach()``); both work as below.
+
 How it works
 ------------
-Forward makes one call to :func:`csoftmax.cross_entropy_with_grad` on zero-copy
+Forward makes one call to :func:`csoftmax.cross_entropy_with_grad` (resp. the
+BCE's or KL's ``*_with_grad``) on zero-copy
 NumPy views of the tensors (``tensor.detach().numpy()``; CPU float32/float64
 only) and keeps only the gradient of the loss (a new buffer, or ``input``
 itself with ``inplace=True``); the logits are not saved. Backward does no
 softmax work: it returns that gradient multiplied by the incoming gradient (a
-scalar for ``"mean"``/``"sum"``, one factor per sample for ``"none"``); when
+scalar for ``"mean"``/``"sum"``, one factor per sample -- per element for the
+BCE, per row for the KL -- for ``"none"``); when
 the incoming gradient is exactly 1 (the usual ``loss.backward()``) the stored
 gradient itself is handed to autograd (which then adopts it as ``.grad`` of a
 leaf without a copy). When ``input`` does not require grad (or grad mode is
@@ -34,6 +45,7 @@ backward with ``create_graph=True`` raises.
 
 ``inplace=True``: the gradient overwrites ``input``
 ---------------------------------------------------
+(:func:`cross_entropy` and :func:`binary_cross_entropy_with_logits`.)
 The gradient is written into ``input``'s own memory (no second logits-sized
 buffer). Afterwards ``input`` holds ``d loss / d input`` (of the reduced loss,
 before the upstream gradient is applied), not the logits. The rule: ``input``
@@ -69,13 +81,21 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from . import _linear
+from . import binary_cross_entropy as _np_bce
+from . import binary_cross_entropy_with_grad as _np_bce_with_grad
 from . import cross_entropy as _np_cross_entropy
 from . import cross_entropy_with_grad as _np_cross_entropy_with_grad
+from . import kl_div as _np_kl_div
+from . import kl_div_with_grad as _np_kl_div_with_grad
 from . import linear_cross_entropy as _np_linear_cross_entropy
 
-__all__ = ["cross_entropy", "CrossEntropyLoss", "linear_cross_entropy"]
+__all__ = ["cross_entropy", "CrossEntropyLoss", "linear_cross_entropy",
+           "binary_cross_entropy_with_logits", "BCEWithLogitsLoss",
+           "kl_div", "DistillationKLLoss"]
 
 _Reduction = Literal["none", "mean", "sum"]
+_KLReduction = Literal["none", "batchmean", "sum", "mean"]
+_TeacherKind = Literal["logits", "log_probs", "probs"]
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 _MAX_VIEW_HOPS = 64
 
@@ -87,21 +107,25 @@ def _as_numpy(t: Tensor) -> np.ndarray[Any, Any]:
     return t.detach().numpy()
 
 
-def _const_tensor(t: Tensor | None, name: str, dtype: torch.dtype | None = None
+def _const_tensor(t: Tensor | None, name: str, dtype: torch.dtype | None = None,
+                  fn: str = "csoftmax.torch.cross_entropy", wrt: str = "input"
                   ) -> np.ndarray[Any, Any] | None:
-    """A NumPy view of an argument we do not differentiate with respect to."""
+    """A NumPy view of an argument we do not differentiate with respect to.
+
+    ``fn`` names the public function in messages, ``wrt`` the argument that does
+    get a gradient."""
     if t is None:
         return None
     if not isinstance(t, Tensor):
-        raise TypeError(f"csoftmax.torch.cross_entropy: {name} must be a torch.Tensor "
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor "
                         f"or None, got {type(t).__name__}")
     if t.device.type != "cpu":
-        raise ValueError(f"csoftmax.torch.cross_entropy: {name} is on {t.device}; "
+        raise ValueError(f"{fn}: {name} is on {t.device}; "
                          f"csoftmax runs on the CPU only")
     if t.requires_grad and torch.is_grad_enabled():
         raise RuntimeError(
-            f"csoftmax.torch.cross_entropy: {name} requires grad, but gradients with "
-            f"respect to {name} are not implemented (only with respect to input); "
+            f"{fn}: {name} requires grad, but gradients with "
+            f"respect to {name} are not implemented (only with respect to {wrt}); "
             f"pass {name}.detach() if it is a constant")
     if dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
@@ -147,9 +171,9 @@ def _saved_tensors_of(node: Any) -> list[Tensor]:
     return found
 
 
-def _check_inplace(input: Tensor) -> None:
+def _check_inplace(input: Tensor, fn: str = "csoftmax.torch.cross_entropy") -> None:
     """Refuse ``inplace=True`` on a tensor whose values autograd needs (see the module doc)."""
-    what = "csoftmax.torch.cross_entropy(inplace=True)"
+    what = f"{fn}(inplace=True)"
     if input.is_leaf:
         raise RuntimeError(
             f"{what}: input is a leaf tensor that requires grad; writing the gradient "
@@ -210,6 +234,49 @@ def _is_view_node(name: str) -> bool:
 
 # --------------------------------------------------------------------------- autograd
 
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _grad_buffer(input: Tensor) -> tuple[np.ndarray[Any, Any], Tensor]:
+    """A new buffer for the gradient with respect to ``input``: the NumPy array the
+    kernel writes (``out=``) and the tensor over the same memory."""
+    if input.is_contiguous():
+        # a NumPy allocation: large ones are backed by transparent huge pages,
+        # which makes the kernel's first write to the gradient much cheaper
+        # than into a fresh torch.empty buffer (fewer page faults)
+        gnp = np.empty(tuple(input.shape), dtype=_NP_DTYPES[input.dtype])
+        return gnp, torch.from_numpy(gnp)
+    # same layout as input (keeps AccumulateGrad's layout contract)
+    grad_t = torch.empty_like(input, requires_grad=False)
+    return _as_numpy(grad_t), grad_t
+
+
+def _refuse_double_backward(fn: str, alternative: str) -> None:
+    if torch.is_grad_enabled():
+        # create_graph=True: the stored gradient is a constant to autograd, so a
+        # second derivative would silently miss the loss's Hessian
+        raise RuntimeError(
+            f"{fn}: double backward (create_graph=True) is not supported; use "
+            f"{alternative} for higher-order gradients")
+
+
+def _times_upstream(g: Tensor, grad_loss: Tensor, per_sample: bool,
+                    class_dim: int | None) -> Tensor:
+    """The forward's gradient ``g`` times the upstream gradient ``grad_loss``.
+
+    ``per_sample`` (reduction="none"): ``grad_loss`` has one entry per sample,
+    broadcast over ``class_dim`` (``None``: one entry per element of ``g``).
+    When the upstream gradient is exactly 1 (``loss.backward()``, or
+    ``loss.sum().backward()`` for "none") ``g`` itself is returned."""
+    if per_sample:
+        if bool(torch.all(grad_loss == 1)):
+            return g
+        return g * (grad_loss if class_dim is None else grad_loss.unsqueeze(class_dim))
+    if float(grad_loss) == 1.0:
+        return g                         # loss.backward(): nothing to scale
+    return g * grad_loss
+
+
 class _Options:
     """Everything but the tensors, passed through ``Function.apply`` as one object."""
 
@@ -259,17 +326,9 @@ class _CrossEntropyFunction(torch.autograd.Function):
             loss, _, lse = _call(z, t, w, sw, o, None, True, True)
             # we wrote into input's memory behind autograd's back: tell it
             torch.autograd.graph.increment_version(input)
-        elif input.is_contiguous():
-            # a NumPy allocation: large ones are backed by transparent huge pages,
-            # which makes the kernel's first write to the gradient much cheaper
-            # than into a fresh torch.empty buffer (fewer page faults)
-            gnp = np.empty(tuple(input.shape), dtype=z.dtype)
-            loss, _, lse = _call(z, t, w, sw, o, gnp, False, True)
-            grad_t = torch.from_numpy(gnp)
         else:
-            # same layout as input (keeps AccumulateGrad's layout contract)
-            grad_t = torch.empty_like(input, requires_grad=False)
-            loss, _, lse = _call(z, t, w, sw, o, _as_numpy(grad_t), False, True)
+            gnp, grad_t = _grad_buffer(input)
+            loss, _, lse = _call(z, t, w, sw, o, gnp, False, True)
         ctx.save_for_backward(grad_t)
         ctx.reduction = o.reduction          # type: ignore[attr-defined]
         ctx.class_dim = o.axis               # type: ignore[attr-defined]
@@ -282,23 +341,10 @@ class _CrossEntropyFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, *_unused: Any) -> tuple[Tensor | None, ...]:
-        if torch.is_grad_enabled():
-            # create_graph=True: the stored gradient is a constant to autograd, so a
-            # second derivative would silently miss the loss's Hessian
-            raise RuntimeError(
-                "csoftmax.torch.cross_entropy: double backward (create_graph=True) is not "
-                "supported; use torch.nn.functional.cross_entropy for higher-order "
-                "gradients")
+        _refuse_double_backward("csoftmax.torch.cross_entropy",
+                                "torch.nn.functional.cross_entropy")
         (g,) = ctx.saved_tensors
-        if ctx.reduction == "none":
-            if bool(torch.all(grad_loss == 1)):
-                gi = g
-            else:
-                gi = g * grad_loss.unsqueeze(ctx.class_dim)
-        elif float(grad_loss) == 1.0:
-            gi = g                       # loss.backward(): nothing to scale
-        else:
-            gi = g * grad_loss
+        gi = _times_upstream(g, grad_loss, ctx.reduction == "none", ctx.class_dim)
         return gi, None, None, None, None
 
 
@@ -591,3 +637,321 @@ def linear_cross_entropy(
     out: Tensor = _LinearCrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
         input, linear_weight, linear_bias, t, o)
     return out
+
+
+# --------------------------------------------------------------------------- binary CE
+
+_BCE = "csoftmax.torch.binary_cross_entropy_with_logits"
+_KL = "csoftmax.torch.kl_div"
+
+
+def _check_logits(input: Tensor, others: tuple[tuple[str, Tensor], ...], fn: str,
+                  name: str = "input") -> None:
+    """``input`` (the tensor differentiated) and the other required tensors: CPU
+    tensors, ``input`` dense real float32/float64."""
+    for nm, tt in ((name, input),) + others:
+        if not isinstance(tt, Tensor):
+            raise TypeError(f"{fn}: {nm} must be a torch.Tensor, got {type(tt).__name__}")
+        if tt.device.type != "cpu":
+            raise ValueError(f"{fn}: {nm} is on {tt.device}; csoftmax runs on the CPU only")
+    if input.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{fn}: {name} must be float32 or float64, got {input.dtype} "
+                        f"(convert with {name}.float())")
+    if input.layout != torch.strided:
+        raise TypeError(f"{fn}: {name} must be a dense (strided) tensor")
+
+
+def _float_const(t: Tensor | None, name: str, dtype: torch.dtype, fn: str,
+                 wrt: str) -> np.ndarray[Any, Any] | None:
+    """A constant real operand: float32/float64 tensors as zero-copy NumPy views
+    (the kernels take either), other real dtypes converted to ``dtype`` (bfloat16,
+    for one, has no NumPy view)."""
+    if isinstance(t, Tensor) and t.is_complex():
+        raise TypeError(f"{fn}: {name} must be real, got {t.dtype}")
+    conv = None if not isinstance(t, Tensor) or t.dtype in _FLOAT_DTYPES else dtype
+    return _const_tensor(t, name, conv, fn=fn, wrt=wrt)
+
+
+class _BinaryCrossEntropyFunction(torch.autograd.Function):
+    """Gradient computed in forward (one pass), scaled by the upstream gradient in
+    backward, as :class:`_CrossEntropyFunction`."""
+
+    @staticmethod
+    def forward(ctx: Any, input: Tensor, t: np.ndarray[Any, Any],
+                w: np.ndarray[Any, Any] | None, pw: np.ndarray[Any, Any] | None,
+                reduction: _Reduction, inplace: bool) -> Tensor:
+        z = _as_numpy(input)
+        if inplace:
+            grad_t = input.detach()
+            loss, _ = _np_bce_with_grad(z, t, weight=w, pos_weight=pw, reduction=reduction,
+                                        inplace=True)
+            # we wrote into input's memory behind autograd's back: tell it
+            torch.autograd.graph.increment_version(input)
+        else:
+            gnp, grad_t = _grad_buffer(input)
+            loss, _ = _np_bce_with_grad(z, t, weight=w, pos_weight=pw, reduction=reduction,
+                                        out=gnp)
+        ctx.save_for_backward(grad_t)
+        ctx.reduction = reduction
+        return _loss_tensor(loss)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
+        _refuse_double_backward(_BCE, "torch.nn.functional.binary_cross_entropy_with_logits")
+        (g,) = ctx.saved_tensors
+        # reduction="none": one upstream entry per element, same shape as g
+        gi = _times_upstream(g, grad_loss, ctx.reduction == "none", None)
+        return gi, None, None, None, None, None
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, *,
+    pos_weight: Tensor | None = None, reduction: _Reduction = "mean", inplace: bool = False,
+) -> Tensor:
+    """Sigmoid (binary / multi-label) cross-entropy of logits, as
+    ``torch.nn.functional.binary_cross_entropy_with_logits``.
+
+    Per element ``w * (p * t * softplus(-z) + (1 - t) * softplus(z))``, gradient
+    ``w * ((1 - t) * sigmoid(z) - p * t * sigmoid(-z))`` (``w * (sigmoid(z) - t)``
+    without ``pos_weight``); see :func:`csoftmax.binary_cross_entropy_with_grad`.
+
+    Parameters
+    ----------
+    input : Tensor
+        CPU float32 or float64 logits, any shape; any strides, no copy is made.
+    target : Tensor
+        Same shape as ``input``; (soft) targets in [0, 1] (``ValueError``
+        otherwise).  float32/float64 are read as they are; other dtypes (integer
+        0/1 labels, bfloat16, ...) are converted to ``input``'s dtype (PyTorch
+        refuses integer targets).  A constant: no gradient flows to it.
+    weight : Tensor, optional
+        Finite, >= 0, broadcastable to ``input`` (a constant).
+    pos_weight : Tensor, optional
+        Finite, >= 0, of shape ``()``, ``(1,)`` or ``(C,)`` with ``C =
+        input.shape[-1]``: the weight of the positive term along the last dim (a
+        constant).  PyTorch also broadcasts 2-D ``pos_weight``; here it must be
+        at most 1-D.
+    reduction : {"mean", "sum", "none"}
+        As PyTorch ("mean": over all elements; nan for an empty input).
+    inplace : bool
+        csoftmax extension: write the gradient into ``input`` (the rule of
+        :func:`cross_entropy`'s ``inplace``, see the module docstring).
+
+    Returns
+    -------
+    Tensor
+        The loss, of ``input``'s dtype: 0-d for "mean"/"sum", ``input``'s shape
+        for "none".
+
+    Only ``input`` gets a gradient: ``target``, ``weight`` and ``pos_weight``
+    that require grad raise ``RuntimeError`` (pass ``.detach()``), rather than
+    silently getting none.  Higher-order gradients are not available.
+    """
+    fn = _BCE
+    _check_logits(input, (("target", target),), fn)
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{fn}: reduction must be 'none', 'mean' or 'sum', "
+                         f"got {reduction!r}")
+    if target.shape != input.shape:
+        raise ValueError(f"{fn}: target size ({target.shape}) must be the same as input "
+                         f"size ({input.shape})")
+    t = _float_const(target, "target", input.dtype, fn, "input")
+    assert t is not None
+    w = _float_const(weight, "weight", input.dtype, fn, "input")
+    pw = _float_const(pos_weight, "pos_weight", input.dtype, fn, "input")
+    if not (torch.is_grad_enabled() and input.requires_grad):
+        # no gradient wanted: the loss alone, input is never written
+        return _loss_tensor(_np_bce(_as_numpy(input), t, weight=w, pos_weight=pw,
+                                    reduction=reduction))
+    if inplace:
+        _check_inplace(input, fn)
+    out: Tensor = _BinaryCrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
+        input, t, w, pw, reduction, bool(inplace))
+    return out
+
+
+class BCEWithLogitsLoss(torch.nn.Module):
+    """Module form of :func:`binary_cross_entropy_with_logits` (cf.
+    ``torch.nn.BCEWithLogitsLoss``).
+
+    ``weight`` and ``pos_weight`` are registered as buffers (they follow
+    ``.to()`` / ``state_dict``); ``forward(input, target)`` returns the loss.
+    """
+
+    weight: Tensor | None
+    pos_weight: Tensor | None
+
+    def __init__(self, weight: Tensor | None = None, *, reduction: _Reduction = "mean",
+                 pos_weight: Tensor | None = None, inplace: bool = False) -> None:
+        super().__init__()
+        if reduction not in ("none", "mean", "sum"):
+            raise ValueError(f"BCEWithLogitsLoss: reduction must be 'none', 'mean' or "
+                             f"'sum', got {reduction!r}")
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
+        self.reduction: _Reduction = reduction
+        self.inplace = inplace
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return binary_cross_entropy_with_logits(
+            input, target, self.weight, pos_weight=self.pos_weight,
+            reduction=self.reduction, inplace=self.inplace)
+
+    def extra_repr(self) -> str:
+        parts = [f"reduction={self.reduction!r}"]
+        if self.inplace:
+            parts.append("inplace=True")
+        return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- distillation KL
+
+class _KLOptions:
+    __slots__ = ("axis", "temperature", "teacher_kind", "reduction")
+
+    def __init__(self, axis: int, temperature: float, teacher_kind: _TeacherKind,
+                 reduction: _KLReduction) -> None:
+        self.axis = axis
+        self.temperature = temperature
+        self.teacher_kind = teacher_kind
+        self.reduction = reduction
+
+
+class _KLDivFunction(torch.autograd.Function):
+    """Gradient for the student computed in forward, scaled in backward (per row
+    for reduction="none"), as :class:`_CrossEntropyFunction`."""
+
+    @staticmethod
+    def forward(ctx: Any, student: Tensor, t: np.ndarray[Any, Any],
+                mask: np.ndarray[Any, Any] | None, o: _KLOptions) -> Tensor:
+        gnp, grad_t = _grad_buffer(student)
+        loss, _ = _np_kl_div_with_grad(_as_numpy(student), t, axis=o.axis,
+                                       temperature=o.temperature,
+                                       teacher_kind=o.teacher_kind,
+                                       reduction=o.reduction, mask=mask, out=gnp)
+        ctx.save_for_backward(grad_t)
+        ctx.reduction = o.reduction
+        ctx.class_dim = o.axis
+        return _loss_tensor(loss)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
+        _refuse_double_backward(_KL, "torch.nn.functional.kl_div")
+        (g,) = ctx.saved_tensors
+        gi = _times_upstream(g, grad_loss, ctx.reduction == "none", ctx.class_dim)
+        return gi, None, None, None
+
+
+def kl_div(
+    student_logits: Tensor, teacher: Tensor, *, temperature: float = 1.0,
+    teacher_kind: _TeacherKind = "logits", reduction: _KLReduction = "batchmean",
+    mask: Tensor | None = None, dim: int = -1,
+) -> Tensor:
+    """Distillation loss ``KL(p_teacher || softmax(student_logits / T)) * T**2``.
+
+    Equals ``F.kl_div(F.log_softmax(student_logits / T, dim), p, reduction=...) *
+    T**2`` with ``p = softmax(teacher / T)`` for ``teacher_kind="logits"``, ``p =
+    exp(teacher)`` for ``"log_probs"`` (temperature not applied) and ``p =
+    teacher`` for ``"probs"`` (in [0, 1]); ``0 * log 0 = 0``.  Note the arguments:
+    *logits* of the student, not ``torch.nn.functional.kl_div``'s log-probabilities.
+    See :func:`csoftmax.kl_div_with_grad`.
+
+    Parameters
+    ----------
+    student_logits : Tensor
+        CPU float32 or float64, classes along ``dim``; any strides, no copy.
+    teacher : Tensor
+        Same shape; a constant (no gradient flows to it).  float32/float64 are
+        read as they are, other float dtypes converted to the student's.
+    temperature : float
+        ``T > 0``, finite.
+    teacher_kind : {"logits", "log_probs", "probs"}
+    reduction : {"batchmean", "sum", "mean", "none"}
+        "none": the per-row KL (the shape without ``dim``); "sum"; "batchmean":
+        the sum over the counted rows divided by their number (PyTorch's
+        "batchmean" on 2-D input); "mean": divided by rows * C (PyTorch's "mean").
+    mask : Tensor, optional
+        Boolean, the row shape: rows where it is False give 0 (loss and
+        gradient) and do not count in "batchmean"/"mean".
+    dim : int
+        The class dim (default: the last, as for ``(batch, seq, vocab)`` logits).
+
+    Returns
+    -------
+    Tensor
+        The loss, of the student's dtype.
+
+    Only ``student_logits`` gets a gradient, ``T * (sum(p) * q - p)`` per row
+    (``T * (q - p)`` when ``p`` sums to 1) with the reduction's factor.  A
+    teacher that requires grad raises ``RuntimeError`` instead of being detached
+    silently (in online/mutual distillation the teacher is trained too, and would
+    quietly get no gradient): pass ``teacher.detach()``, or compute it under
+    ``torch.no_grad()``.  Higher-order gradients are not available.
+    """
+    fn = _KL
+    _check_logits(student_logits, (("teacher", teacher),), fn, name="student_logits")
+    nd = student_logits.dim()
+    if nd == 0:
+        raise ValueError(f"{fn}: student_logits must have at least one dimension "
+                         f"(the classes)")
+    if not isinstance(dim, int) or not -nd <= dim < nd:
+        raise IndexError(f"{fn}: dim {dim!r} out of range for a {nd}-d student_logits")
+    axis = dim % nd
+    if reduction not in ("none", "batchmean", "sum", "mean"):
+        raise ValueError(f"{fn}: reduction must be 'batchmean', 'sum', 'mean' or 'none', "
+                         f"got {reduction!r}")
+    if teacher_kind not in ("logits", "log_probs", "probs"):
+        raise ValueError(f"{fn}: teacher_kind must be 'logits', 'log_probs' or 'probs', "
+                         f"got {teacher_kind!r}")
+    if teacher.shape != student_logits.shape:
+        raise ValueError(f"{fn}: teacher shape {tuple(teacher.shape)} differs from "
+                         f"student_logits shape {tuple(student_logits.shape)}")
+    if not teacher.is_floating_point():
+        raise TypeError(f"{fn}: teacher must be a float tensor, got {teacher.dtype}")
+    t = _float_const(teacher, "teacher", student_logits.dtype, fn, "student_logits")
+    assert t is not None
+    if mask is not None and isinstance(mask, Tensor) and mask.dtype != torch.bool:
+        raise TypeError(f"{fn}: mask must be a bool tensor, got {mask.dtype}")
+    m = _const_tensor(mask, "mask", fn=fn, wrt="student_logits")
+    o = _KLOptions(axis, float(temperature), teacher_kind, reduction)
+    if not (torch.is_grad_enabled() and student_logits.requires_grad):
+        return _loss_tensor(_np_kl_div(_as_numpy(student_logits), t, axis=axis,
+                                       temperature=o.temperature, teacher_kind=teacher_kind,
+                                       reduction=reduction, mask=m))
+    out: Tensor = _KLDivFunction.apply(  # type: ignore[no-untyped-call]
+        student_logits, t, m, o)
+    return out
+
+
+class DistillationKLLoss(torch.nn.Module):
+    """Module form of :func:`kl_div`: ``forward(student_logits, teacher,
+    mask=None)`` returns ``KL(p_teacher || q_student) * T**2``.
+
+    Not a drop-in ``torch.nn.KLDivLoss`` (which takes log-probabilities and a
+    target distribution): the student is given as logits, the teacher as
+    ``teacher_kind`` says.
+    """
+
+    def __init__(self, temperature: float = 1.0, *, teacher_kind: _TeacherKind = "logits",
+                 reduction: _KLReduction = "batchmean", dim: int = -1) -> None:
+        super().__init__()
+        if reduction not in ("none", "batchmean", "sum", "mean"):
+            raise ValueError(f"DistillationKLLoss: reduction must be 'batchmean', 'sum', "
+                             f"'mean' or 'none', got {reduction!r}")
+        if teacher_kind not in ("logits", "log_probs", "probs"):
+            raise ValueError(f"DistillationKLLoss: teacher_kind must be 'logits', "
+                             f"'log_probs' or 'probs', got {teacher_kind!r}")
+        self.temperature = float(temperature)
+        self.teacher_kind: _TeacherKind = teacher_kind
+        self.reduction: _KLReduction = reduction
+        self.dim = dim
+
+    def forward(self, student_logits: Tensor, teacher: Tensor,
+                mask: Tensor | None = None) -> Tensor:
+        return kl_div(student_logits, teacher, temperature=self.temperature,
+                      teacher_kind=self.teacher_kind, reduction=self.reduction,
+                      mask=mask, dim=self.dim)
+
+    def extra_repr(self) -> str:
+        return (f"temperature={self.temperature}, teacher_kind={self.teacher_kind!r}, "
+                f"reduction={self.reduction!r}, dim={self.dim}")
