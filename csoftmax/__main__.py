@@ -96,6 +96,30 @@ def self_check(out=sys.stdout) -> bool:
                         reduction="none")).astype(dtype),
                     reference.cross_entropy(z[10:], lab[10:], label_smoothing=0.1,
                                             reduction="none"))]
+        # the neighbouring losses and where= (csoftmax/_losses.py, the masks)
+        zb, tb = z[10:20, :200], rng.random((10, 200)).astype(dtype)
+        tb[:, ::5] = 1.0
+        wb, pb = rng.random((10, 1)), 3 * rng.random(200)
+        got = csoftmax.binary_cross_entropy_with_grad(zb, tb, weight=wb, pos_weight=pb,
+                                                      reduction="none")
+        exp = reference.binary_cross_entropy_with_grad(zb, tb, weight=wb, pos_weight=pb,
+                                                       reduction="none")
+        checks += [("binary_cross_entropy loss, weights", got[0], exp[0]),
+                   ("binary_cross_entropy grad, weights", got[1], exp[1])]
+        zt = (2 * rng.standard_normal((54, 1000))).astype(dtype)
+        got = csoftmax.kl_div_with_grad(z[10:], zt, temperature=2.0, reduction="none")
+        exp = reference.kl_div_with_grad(z[10:], zt, temperature=2.0, reduction="none")
+        checks += [("kl_div T=2 loss per row", got[0], exp[0]),
+                   ("kl_div T=2 grad", got[1], exp[1])]
+        got = csoftmax.token_logprobs(z, lab, return_entropy=True)
+        exp = reference.token_logprobs(z, lab, return_entropy=True)
+        checks += [("token_logprobs, nan/inf rows", got[0], exp[0]),
+                   ("token_logprobs entropy, nan/inf rows", got[1], exp[1])]
+        keep = rng.random(zk.shape) < 0.7
+        keep[0] = False                     # a fully masked sample: zeros, no NaN
+        checks += [("softmax(axis=1, where=) with masked rows",
+                    csoftmax.softmax(zk, axis=1, where=keep),
+                    reference.softmax(zk, axis=1, where=keep))]
         for name, got, ref in checks:
             # gradients are differences (y - t): judge them against their scale
             tol = rtol * (32 if "(x D)" in name else 1)
