@@ -184,6 +184,22 @@ def _check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") 
     return out
 
 
+def _grad_out(z_in, out, inplace: bool, shape, rdt: np.dtype):
+    """Where a gradient goes: the logits themselves (inplace=True, checked), a
+    checked `out`, or None (a new array)."""
+    if inplace:
+        if not isinstance(z_in, np.ndarray):
+            raise TypeError("inplace=True needs logits to be a numpy.ndarray")
+        if not z_in.flags.writeable:
+            raise ValueError("inplace=True but logits is read-only")
+        if z_in.dtype.kind != "f":
+            raise ValueError(f"inplace=True needs floating-point logits, got {z_in.dtype}")
+        return z_in
+    if out is not None:
+        _check_out(out, shape, rdt)
+    return out
+
+
 def _direct_target(out: np.ndarray, cdt: np.dtype, axes, src: np.ndarray | None):
     """Row view of `out` the kernel may write directly, or None (use a temporary).
 
@@ -951,16 +967,7 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
     gs0 = gs_arr = None
     if want_grad:
         gs0, gs_arr = _upstream(grad_scale, sp, reduction, name)
-        if inplace:
-            if not isinstance(z_in, np.ndarray):
-                raise TypeError("inplace=True needs logits to be a numpy.ndarray")
-            if not z_in.flags.writeable:
-                raise ValueError("inplace=True but logits is read-only")
-            if z_in.dtype.kind != "f":
-                raise ValueError(f"inplace=True needs floating-point logits, got {z_in.dtype}")
-            out = z_in
-        elif out is not None:
-            _check_out(out, z.shape, sp.rdt)
+        out = _grad_out(z_in, out, inplace, z.shape, sp.rdt)
 
     row_ok = np.any(wb, axis=ax)                     # rows with an unmasked class
     if sp.soft:
@@ -1206,16 +1213,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weig
     z = sp.z
     axes = (sp.ax,)
     gs0, gs_arr = _upstream(grad_scale, sp, reduction, name)
-    if inplace:
-        if not isinstance(z_in, np.ndarray):
-            raise TypeError("inplace=True needs logits to be a numpy.ndarray")
-        if not z_in.flags.writeable:
-            raise ValueError("inplace=True but logits is read-only")
-        if z_in.dtype.kind != "f":
-            raise ValueError(f"inplace=True needs floating-point logits, got {z_in.dtype}")
-        out = z_in
-    elif out is not None:
-        _check_out(out, z.shape, sp.rdt)
+    out = _grad_out(z_in, out, inplace, z.shape, sp.rdt)
 
     denom = _denominator(sp) if reduction == "mean" else 1.0
     scale, row_gscale = _grad_factors(gs0, gs_arr, sp, reduction, denom)

@@ -29,7 +29,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from . import _core
-from ._api import (_alloc_rows, _check_out, _direct_target, _dtypes, _labels_int64, _native,
+from ._api import (_alloc_rows, _direct_target, _dtypes, _grad_out, _labels_int64, _native,
                    _opt_float, _raise_label, _rows2, _rows3, _rows3_in)
 
 __all__ = [
@@ -59,21 +59,18 @@ def _scalar(total: float, rdt: np.dtype):
         return rdt.type(total)
 
 
-def _grad_target(out, inplace, z_in, z, rdt, cdt, axes, name):
-    """(the array the gradient ends in, or None) after the out= / inplace checks."""
-    if inplace and out is not None:
-        raise ValueError(f"{name}: give either out= or inplace=True, not both")
-    if inplace:
-        if not isinstance(z_in, np.ndarray):
-            raise TypeError(f"{name}: inplace=True needs the logits to be a numpy.ndarray")
-        if not z_in.flags.writeable:
-            raise ValueError(f"{name}: inplace=True but the logits are read-only")
-        if z_in.dtype.kind != "f":
-            raise ValueError(f"{name}: inplace=True needs floating-point logits, got {z_in.dtype}")
-        return z_in
-    if out is not None:
-        _check_out(out, z.shape, rdt)
-    return out
+def _upstream_array(grad_scale, reduction: str, shape, what: str, name: str):
+    """(scalar factor, None) or, with reduction="none", (1.0, a float64 copy of the
+    per-element / per-row upstream gradient of `shape`)."""
+    if np.ndim(grad_scale) == 0:
+        return _opt_float(grad_scale, "grad_scale", name), None
+    if reduction != "none":
+        raise ValueError(f"{name}: an array grad_scale needs reduction='none'")
+    arr = np.asarray(grad_scale, dtype=np.float64)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name}: grad_scale has shape {arr.shape}, expected the {what} "
+                         f"{tuple(shape)}")
+    return 1.0, arr.copy()
 
 
 def _grad_rows(out, z, cdt, axes):
@@ -129,19 +126,12 @@ def _bce(logits, target, weight, pos_weight, reduction, grad_scale, out, inplace
             raise ValueError(f"{name}: pos_weight has shape {p.shape}; expected ({c},) (one "
                              f"per element of the last axis) or a single value")
         _finite_nonneg(p, name, "pos_weight")
-    gs_arr = None
+    gs0, gs_arr = 1.0, None
     if want_grad:
-        if np.ndim(grad_scale) == 0:
-            gs0 = _opt_float(grad_scale, "grad_scale", name)
-        else:
-            if reduction != "none":
-                raise ValueError(f"{name}: an array grad_scale needs reduction='none'")
-            gs_arr = np.asarray(grad_scale, dtype=np.float64)
-            if gs_arr.shape != shape:
-                raise ValueError(f"{name}: grad_scale has shape {gs_arr.shape}, expected the "
-                                 f"logits' shape {shape}")
-            gs0 = 1.0
-        out = _grad_target(out, inplace, z_in, z, rdt, cdt, None, name)
+        gs0, gs_arr = _upstream_array(grad_scale, reduction, shape, "logits' shape", name)
+        if inplace and out is not None:
+            raise ValueError(f"{name}: give either out= or inplace=True, not both")
+        out = _grad_out(z_in, out, inplace, shape, rdt)
     n = z.size
     if reduction == "mean":
         gs0 = gs0 / n if (want_grad and n) else (math.nan if want_grad else 0.0)
@@ -313,21 +303,11 @@ def _kl(student_logits, teacher, axis, temperature, teacher_kind, reduction, mas
                              f"{batch_shape}")
         rm = np.ascontiguousarray(m, dtype=np.uint8).reshape(-1)
         counted = int(np.count_nonzero(rm))
-    gs_arr = None
-    gs0 = 1.0
+    gs0, gs_arr = 1.0, None
     if want_grad:
-        if np.ndim(grad_scale) == 0:
-            gs0 = _opt_float(grad_scale, "grad_scale", name)
-        else:
-            if reduction != "none":
-                raise ValueError(f"{name}: an array grad_scale needs reduction='none'")
-            gs_arr = np.asarray(grad_scale, dtype=np.float64)
-            if gs_arr.shape != batch_shape:
-                raise ValueError(f"{name}: grad_scale has shape {gs_arr.shape}, expected the "
-                                 f"row shape {batch_shape}")
-            gs_arr = gs_arr.reshape(-1).copy()
-        if out is not None:
-            _check_out(out, s.shape, rdt)
+        gs0, gs_arr = _upstream_array(grad_scale, reduction, batch_shape, "row shape", name)
+        gs_arr = None if gs_arr is None else gs_arr.reshape(-1)
+        out = _grad_out(None, out, False, s.shape, rdt)
     kind = 0
     tc = _native(t, cdt)
     if teacher_kind == "probs":
