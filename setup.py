@@ -21,6 +21,9 @@ C_SOURCES = [
     "src_c/partial_avx2.c",
     "src_c/partial_avx512.c",
     "src_c/partial_merge.c",
+    "src_c/losses_scalar.c",
+    "src_c/losses_avx2.c",
+    "src_c/losses_avx512.c",
     "src_c/seam_avx512.c",      # empty unless CSOFTMAX_TEST_SEAM=1 (tests only)
 ]
 
@@ -127,7 +130,7 @@ def _parallel_compile(compiler, plain=(), extra_cflags=()):
 
         todo = sorted((o for o in objects if o in build),
                       key=lambda o: not os.path.basename(build[o][0]).startswith(
-                          ("kernels_", "partial_")))
+                          ("kernels_", "partial_", "losses_")))
         with ThreadPoolExecutor(max(jobs, 1)) as pool:
             list(pool.map(one, todo))
         return objects

@@ -8,7 +8,10 @@ cross-entropy loss + gradient (``cross_entropy``, ``cross_entropy_with_grad``)
 and its fusion with a linear layer that never holds the logits
 (``linear_cross_entropy``, ``linear_cross_entropy_with_grad``), and mergeable
 per-slice states for rows whose classes are split (``partial_logsumexp``,
-``partial_cross_entropy``, ``merge_*``; ``csoftmax.dask`` builds on them).
+``partial_cross_entropy``, ``merge_*``; ``csoftmax.dask`` builds on them), and
+the neighbouring losses on the same passes: the sigmoid cross-entropy
+(``binary_cross_entropy(_with_grad)``), distillation KL (``kl_div(_with_grad)``)
+and per-token log-probabilities with entropy (``token_logprobs``).
 ``csoftmax.reference`` holds the pure-NumPy float64 definitions the tests
 compare against.
 """
@@ -21,6 +24,13 @@ from ._api import (
     softmax,
 )
 from ._linear import linear_cross_entropy, linear_cross_entropy_with_grad
+from ._losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_grad,
+    kl_div,
+    kl_div_with_grad,
+    token_logprobs,
+)
 from ._partial import (
     STATE_FIELDS,
     merge_cross_entropy,
@@ -40,6 +50,11 @@ __all__ = [
     "cross_entropy_with_grad",
     "linear_cross_entropy",
     "linear_cross_entropy_with_grad",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_grad",
+    "kl_div",
+    "kl_div_with_grad",
+    "token_logprobs",
     "partial_logsumexp",
     "partial_cross_entropy",
     "merge_partials",

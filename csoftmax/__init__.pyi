@@ -28,6 +28,11 @@ __all__ = [
     "cross_entropy_with_grad",
     "linear_cross_entropy",
     "linear_cross_entropy_with_grad",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_grad",
+    "kl_div",
+    "kl_div_with_grad",
+    "token_logprobs",
     "partial_logsumexp",
     "partial_cross_entropy",
     "merge_partials",
@@ -808,3 +813,170 @@ def merge_cross_entropy(
     softcap: float | None = None,
     return_lse: Literal[True],
 ) -> tuple[Any, NDArray[np.float64]]: ...
+
+# ---- the neighbouring losses (csoftmax/_losses.py) ----
+_KLReduced = Literal["batchmean", "sum", "mean"]
+_TeacherKind = Literal["logits", "log_probs", "probs"]
+
+@overload
+def binary_cross_entropy(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: _Reduced = "mean",
+) -> _SCT: ...
+@overload
+def binary_cross_entropy(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: Literal["none"],
+) -> NDArray[_SCT]: ...
+@overload
+def binary_cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: _Reduction = "mean",
+) -> Any: ...
+@overload
+def binary_cross_entropy_with_grad(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: _Reduced = "mean",
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[_SCT] | None = None,
+    inplace: bool = False,
+) -> tuple[_SCT, NDArray[_SCT]]: ...
+@overload
+def binary_cross_entropy_with_grad(
+    logits: NDArray[_SCT],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: Literal["none"],
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[_SCT] | None = None,
+    inplace: bool = False,
+) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def binary_cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: _Reduction = "mean",
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[Any] | None = None,
+    inplace: bool = False,
+) -> tuple[Any, NDArray[Any]]: ...
+@overload
+def kl_div(
+    student_logits: NDArray[_SCT],
+    teacher: ArrayLike,
+    *,
+    axis: int = -1,
+    temperature: float = 1.0,
+    teacher_kind: _TeacherKind = "logits",
+    reduction: _KLReduced = "batchmean",
+    mask: ArrayLike | None = None,
+) -> _SCT: ...
+@overload
+def kl_div(
+    student_logits: NDArray[_SCT],
+    teacher: ArrayLike,
+    *,
+    axis: int = -1,
+    temperature: float = 1.0,
+    teacher_kind: _TeacherKind = "logits",
+    reduction: Literal["none"],
+    mask: ArrayLike | None = None,
+) -> NDArray[_SCT]: ...
+@overload
+def kl_div(
+    student_logits: ArrayLike,
+    teacher: ArrayLike,
+    *,
+    axis: int = -1,
+    temperature: float = 1.0,
+    teacher_kind: _TeacherKind = "logits",
+    reduction: _KLReduced | Literal["none"] = "batchmean",
+    mask: ArrayLike | None = None,
+) -> Any: ...
+@overload
+def kl_div_with_grad(
+    student_logits: NDArray[_SCT],
+    teacher: ArrayLike,
+    *,
+    axis: int = -1,
+    temperature: float = 1.0,
+    teacher_kind: _TeacherKind = "logits",
+    reduction: _KLReduced = "batchmean",
+    mask: ArrayLike | None = None,
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[_SCT] | None = None,
+) -> tuple[_SCT, NDArray[_SCT]]: ...
+@overload
+def kl_div_with_grad(
+    student_logits: NDArray[_SCT],
+    teacher: ArrayLike,
+    *,
+    axis: int = -1,
+    temperature: float = 1.0,
+    teacher_kind: _TeacherKind = "logits",
+    reduction: Literal["none"],
+    mask: ArrayLike | None = None,
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[_SCT] | None = None,
+) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def kl_div_with_grad(
+    student_logits: ArrayLike,
+    teacher: ArrayLike,
+    *,
+    axis: int = -1,
+    temperature: float = 1.0,
+    teacher_kind: _TeacherKind = "logits",
+    reduction: _KLReduced | Literal["none"] = "batchmean",
+    mask: ArrayLike | None = None,
+    grad_scale: ArrayLike = 1.0,
+    out: NDArray[Any] | None = None,
+) -> tuple[Any, NDArray[Any]]: ...
+@overload
+def token_logprobs(
+    logits: NDArray[_SCT],
+    labels: ArrayLike,
+    *,
+    axis: int = -1,
+    return_entropy: Literal[False] = False,
+    ignore_index: int | None = None,
+) -> NDArray[_SCT]: ...
+@overload
+def token_logprobs(
+    logits: NDArray[_SCT],
+    labels: ArrayLike,
+    *,
+    axis: int = -1,
+    return_entropy: Literal[True],
+    ignore_index: int | None = None,
+) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
+@overload
+def token_logprobs(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int = -1,
+    return_entropy: bool = False,
+    ignore_index: int | None = None,
+) -> Any: ...

@@ -1,5 +1,5 @@
 # Declarations of the plain-C kernel API (src_c/csoftmax.h).
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 cdef extern from "csoftmax.h" nogil:
     ctypedef enum csm_status:
@@ -8,6 +8,7 @@ cdef extern from "csoftmax.h" nogil:
         CSM_ERR_ARG
         CSM_ERR_ISA
         CSM_ERR_NOMEM
+        CSM_ERR_VALUE
 
     ctypedef struct csm_shape:
         Py_ssize_t n0
@@ -36,6 +37,20 @@ cdef extern from "csoftmax.h" nogil:
         double softcap
         double *lse_out
         int64_t label_offset
+
+    ctypedef struct csm_bce_opts:
+        double grad_scale
+        const void *weight
+        csm_strides ws
+        const void *pos_weight
+        Py_ssize_t pws
+
+    ctypedef struct csm_kl_opts:
+        double temperature
+        int teacher_kind
+        double grad_scale
+        const double *row_gscale
+        const uint8_t *row_mask
 
     ctypedef enum csm_isa:
         CSM_ISA_SCALAR
@@ -108,3 +123,25 @@ cdef extern from "csoftmax.h" nogil:
                                  const int64_t *label, csm_strides lbs,
                                  const csm_xent_opts *opt, const double *mrg,
                                  csm_strides ms, double *y, csm_strides ys)
+
+    # the neighbouring losses (kernels_bce.h, kernels_kl.h, kernels_tokens.h)
+    int csm_bce_f32(csm_shape sh, const float *z, csm_strides zs, const float *t, csm_strides ts,
+                    const csm_bce_opts *opt, double *rowloss, csm_strides rls, float *eloss,
+                    csm_strides els, float *grad, csm_strides gs, csm_error *err)
+    int csm_bce_f64(csm_shape sh, const double *z, csm_strides zs, const double *t, csm_strides ts,
+                    const csm_bce_opts *opt, double *rowloss, csm_strides rls, double *eloss,
+                    csm_strides els, double *grad, csm_strides gs, csm_error *err)
+    int csm_kl_div_f32(csm_shape sh, const float *s, csm_strides ss, const float *t, csm_strides ts,
+                       const csm_kl_opts *opt, double *loss, csm_strides ls, float *grad,
+                       csm_strides gs)
+    int csm_kl_div_f64(csm_shape sh, const double *s, csm_strides ss, const double *t,
+                       csm_strides ts, const csm_kl_opts *opt, double *loss, csm_strides ls,
+                       double *grad, csm_strides gs)
+    int csm_token_logprobs_f32(csm_shape sh, const float *x, csm_strides xs, const int64_t *label,
+                               csm_strides lbs, int64_t ignore_index, int use_ignore,
+                               double *logp, csm_strides ls, double *ent, csm_strides es,
+                               csm_error *err)
+    int csm_token_logprobs_f64(csm_shape sh, const double *x, csm_strides xs,
+                               const int64_t *label, csm_strides lbs, int64_t ignore_index,
+                               int use_ignore, double *logp, csm_strides ls, double *ent,
+                               csm_strides es, csm_error *err)

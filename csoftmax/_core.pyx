@@ -18,7 +18,7 @@ Design
 4. Empty problems (any of n0, n1, c zero) never reach C: the front end
    answers them, so ``&x[0, 0, 0]`` here always points at a real element.
 """
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 from libc.math cimport INFINITY
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDES, PyBUF_WRITABLE
@@ -405,6 +405,159 @@ def xent_soft_rows(const real[:, :, :] z,     # IN  (n0, n1, c) logits
             st = csm_xent_soft_f32(sh, &z[0, 0, 0], zs, &t[0, 0, 0], ts, &opt, &loss[0, 0], ls, gp, gs)
         else:
             st = csm_xent_soft_f64(sh, &z[0, 0, 0], zs, &t[0, 0, 0], ts, &opt, &loss[0, 0], ls, gp, gs)
+    _check(st)
+
+
+# ---- the neighbouring losses (src_c/kernels_bce.h, kernels_kl.h, kernels_tokens.h) ----
+
+class TargetError(ValueError):
+    """A binary cross-entropy target outside ``[0, 1]`` (or NaN)."""
+
+    def __init__(self, msg, row, index):
+        super().__init__(msg)
+        self.row = row
+        self.index = index
+
+
+def bce_rows(const real[:, :, :] z,                # IN  (n0, n1, c) logits
+             const real[:, :, :] t,                # IN  (n0, n1, c) targets in [0, 1]
+             double[:, :] rowloss,                 # OUT (n0, n1) per-row sums, or None
+             real[:, :, :] eloss,                  # OUT (n0, n1, c) per-element loss, or None
+             real[:, :, :] grad,                   # OUT (n0, n1, c) or None; may be z
+             double grad_scale,
+             const real[:, :, :] weight=None,      # IN  (n0, n1, c), zero strides to broadcast
+             const real[:] pos_weight=None):       # IN  (c,) (stride 0: one value)
+    """Binary cross-entropy with logits; raises TargetError (nothing written)."""
+    cdef csm_shape sh = _shape3(z.shape)
+    cdef csm_strides zs = _st3(z.strides, sizeof(real)), ts = _st3(t.strides, sizeof(real))
+    cdef csm_strides rls, els, gs
+    cdef csm_bce_opts opt
+    cdef csm_error err
+    cdef double *rp = NULL
+    cdef real *ep = NULL
+    cdef real *gp = NULL
+    cdef int st
+    if t.shape[0] != sh.n0 or t.shape[1] != sh.n1 or t.shape[2] != sh.c:
+        raise ValueError("target has the wrong shape")
+    rls.s0 = rls.s1 = rls.sc = 0
+    els = rls
+    gs = rls
+    opt.grad_scale = grad_scale
+    opt.weight = NULL
+    opt.ws = rls
+    opt.pos_weight = NULL
+    opt.pws = 0
+    if weight is not None:
+        if weight.shape[0] != sh.n0 or weight.shape[1] != sh.n1 or weight.shape[2] != sh.c:
+            raise ValueError("weight has the wrong shape")
+        opt.weight = &weight[0, 0, 0]
+        opt.ws = _st3(weight.strides, sizeof(real))
+    if pos_weight is not None:
+        if pos_weight.shape[0] != sh.c:
+            raise ValueError("pos_weight has the wrong length")
+        opt.pos_weight = &pos_weight[0]
+        opt.pws = pos_weight.strides[0] // <Py_ssize_t>sizeof(real)
+    if rowloss is not None:
+        rls = _st2(rowloss.strides, sizeof(double))
+        rp = &rowloss[0, 0]
+    if eloss is not None:
+        els = _st3(eloss.strides, sizeof(real))
+        ep = &eloss[0, 0, 0]
+    if grad is not None:
+        gs = _st3(grad.strides, sizeof(real))
+        gp = &grad[0, 0, 0]
+    err.row = -1
+    err.value = 0
+    with nogil:
+        if real is float:
+            st = csm_bce_f32(sh, &z[0, 0, 0], zs, &t[0, 0, 0], ts, &opt, rp, rls, ep, els,
+                             gp, gs, &err)
+        else:
+            st = csm_bce_f64(sh, &z[0, 0, 0], zs, &t[0, 0, 0], ts, &opt, rp, rls, ep, els,
+                             gp, gs, &err)
+    if st == CSM_ERR_VALUE:
+        raise TargetError("bad target", err.row, err.value)
+    _check(st)
+
+
+def kl_div_rows(const real[:, :, :] s,             # IN  (n0, n1, c) student logits
+                const real[:, :, :] t,             # IN  (n0, n1, c) teacher
+                double[:, :] loss,                 # OUT (n0, n1) per-row KL
+                real[:, :, :] grad,                # OUT (n0, n1, c) or None; may be s
+                double temperature,
+                int teacher_kind,                  # 0 logits, 1 log-probabilities
+                double grad_scale,
+                row_gscale=None,                   # IN  (n0*n1,) float64 or None
+                row_mask=None):                    # IN  (n0*n1,) uint8 or None
+    """Distillation KL(p_teacher || p_student) at temperature T, scaled by T**2."""
+    cdef csm_shape sh = _shape3(s.shape)
+    cdef csm_strides ss = _st3(s.strides, sizeof(real)), ts = _st3(t.strides, sizeof(real))
+    cdef csm_strides ls = _st2(loss.strides, sizeof(double)), gs
+    cdef csm_kl_opts opt
+    cdef const double[::1] rg
+    cdef const uint8_t[::1] rm
+    cdef real *gp = NULL
+    cdef int st
+    if t.shape[0] != sh.n0 or t.shape[1] != sh.n1 or t.shape[2] != sh.c:
+        raise ValueError("teacher has the wrong shape")
+    opt.temperature = temperature
+    opt.teacher_kind = teacher_kind
+    opt.grad_scale = grad_scale
+    opt.row_gscale = NULL
+    opt.row_mask = NULL
+    if row_gscale is not None:
+        rg = row_gscale
+        if rg.shape[0] != sh.n0 * sh.n1:
+            raise ValueError("row_gscale has the wrong length")
+        opt.row_gscale = &rg[0]
+    if row_mask is not None:
+        rm = row_mask
+        if rm.shape[0] != sh.n0 * sh.n1:
+            raise ValueError("row_mask has the wrong length")
+        opt.row_mask = &rm[0]
+    gs.s0 = gs.s1 = gs.sc = 0
+    if grad is not None:
+        gs = _st3(grad.strides, sizeof(real))
+        gp = &grad[0, 0, 0]
+    with nogil:
+        if real is float:
+            st = csm_kl_div_f32(sh, &s[0, 0, 0], ss, &t[0, 0, 0], ts, &opt, &loss[0, 0], ls,
+                                gp, gs)
+        else:
+            st = csm_kl_div_f64(sh, &s[0, 0, 0], ss, &t[0, 0, 0], ts, &opt, &loss[0, 0], ls,
+                                gp, gs)
+    _check(st)
+
+
+def token_logprobs_rows(const real[:, :, :] x,        # IN  (n0, n1, c) logits
+                        const int64_t[:, :] label,    # IN  (n0, n1)
+                        double[:, :] logp,            # OUT (n0, n1)
+                        double[:, :] ent,             # OUT (n0, n1) or None
+                        int64_t ignore_index,
+                        bint use_ignore):
+    """log_softmax(x)[label] per row and, with ent, the entropy; raises LabelError."""
+    cdef csm_shape sh = _shape3(x.shape)
+    cdef csm_strides xs = _st3(x.strides, sizeof(real))
+    cdef csm_strides lbs = _st2(label.strides, sizeof(int64_t)), ls = _st2(logp.strides, sizeof(double))
+    cdef csm_strides es
+    cdef csm_error err
+    cdef double *ep = NULL
+    cdef int st
+    es.s0 = es.s1 = es.sc = 0
+    if ent is not None:
+        es = _st2(ent.strides, sizeof(double))
+        ep = &ent[0, 0]
+    err.row = -1
+    err.value = 0
+    with nogil:
+        if real is float:
+            st = csm_token_logprobs_f32(sh, &x[0, 0, 0], xs, &label[0, 0], lbs, ignore_index,
+                                        use_ignore, &logp[0, 0], ls, ep, es, &err)
+        else:
+            st = csm_token_logprobs_f64(sh, &x[0, 0, 0], xs, &label[0, 0], lbs, ignore_index,
+                                        use_ignore, &logp[0, 0], ls, ep, es, &err)
+    if st == CSM_ERR_LABEL:
+        raise LabelError("bad label", err.row, err.value)
     _check(st)
 
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <float.h>
 #include <stdlib.h>
 #include "csoftmax.h"
 
@@ -168,6 +169,18 @@ static inline void csm_scratch_free(csm_scratch *s)
                       csm_strides lbs, const csm_xent_opts *opt, const double *mrg,       \
                       csm_strides ms, T *y, csm_strides ys)
 #define CSM_A_MRG (sh, x, xs, label, lbs, opt, mrg, ms, y, ys)
+#define CSM_P_BCE(T) (csm_shape sh, const T *z, csm_strides zs, const T *t, csm_strides ts,  \
+                      const csm_bce_opts *opt, double *rowloss, csm_strides rls, T *eloss,     \
+                      csm_strides els, T *grad, csm_strides gs, csm_error *err)
+#define CSM_A_BCE (sh, z, zs, t, ts, opt, rowloss, rls, eloss, els, grad, gs, err)
+#define CSM_P_KL(T) (csm_shape sh, const T *s, csm_strides ss, const T *t, csm_strides ts,   \
+                     const csm_kl_opts *opt, double *loss, csm_strides ls, T *grad,            \
+                     csm_strides gs)
+#define CSM_A_KL (sh, s, ss, t, ts, opt, loss, ls, grad, gs)
+#define CSM_P_TOK(T) (csm_shape sh, const T *x, csm_strides xs, const int64_t *label,      \
+                      csm_strides lbs, int64_t ignore_index, int use_ignore, double *logp,    \
+                      csm_strides ls, double *ent, csm_strides es, csm_error *err)
+#define CSM_A_TOK (sh, x, xs, label, lbs, ignore_index, use_ignore, logp, ls, ent, es, err)
 #define CSM_P_VEC(T) (ptrdiff_t n, const T *x, T *out)
 #define CSM_A_VEC (n, x, out)
 #define CSM_P_CAP(T) (ptrdiff_t n, const T *x, double cap, T *out)
@@ -185,7 +198,10 @@ static inline void csm_scratch_free(csm_scratch *s)
     X(partial_f32, PART, float) X(partial_f64, PART, double)                    \
     X(softmax_merged_f32, MRG, float) X(softmax_merged_f64, MRG, double)        \
     X(log_softmax_merged_f32, MRG, float) X(log_softmax_merged_f64, MRG, double) \
-    X(xent_grad_merged_f32, MRG, float) X(xent_grad_merged_f64, MRG, double)
+    X(xent_grad_merged_f32, MRG, float) X(xent_grad_merged_f64, MRG, double)     \
+    X(bce_f32, BCE, float) X(bce_f64, BCE, double)                              \
+    X(kl_div_f32, KL, float) X(kl_div_f64, KL, double)                          \
+    X(token_logprobs_f32, TOK, float) X(token_logprobs_f64, TOK, double)
 
 /*
  * Column geometry (the column family, kernels_cols.h).  A batch whose class

@@ -32,12 +32,16 @@
 #if defined(__GNUC__) || defined(__clang__)
 #  define CSM_INLINE static inline __attribute__((always_inline))
 #  define CSM_NOINLINE __attribute__((noinline))
+/* a helper some kernel families do not call (no -Wunused-function) */
+#  define CSM_MAYBE_UNUSED __attribute__((unused))
 #elif defined(_MSC_VER)
 #  define CSM_INLINE static __forceinline
 #  define CSM_NOINLINE __declspec(noinline)
+#  define CSM_MAYBE_UNUSED
 #else
 #  define CSM_INLINE static inline
 #  define CSM_NOINLINE
+#  define CSM_MAYBE_UNUSED
 #endif
 
 #if (defined(__GNUC__) || defined(__clang__)) && CSM_VB > 8

@@ -38,7 +38,9 @@ typedef enum {
     CSM_ERR_LABEL = 1,      /* a label outside [0, c) that is not ignore_index */
     CSM_ERR_ARG = 2,        /* a size is negative or an option is invalid */
     CSM_ERR_ISA = 3,        /* requested ISA not available on this CPU/build */
-    CSM_ERR_NOMEM = 4       /* a scratch row could not be allocated (nothing written) */
+    CSM_ERR_NOMEM = 4,      /* a scratch row could not be allocated (nothing written) */
+    CSM_ERR_VALUE = 5       /* an input value outside its domain (a binary target not in
+                               [0, 1]); *err names it, nothing written */
 } csm_status;
 
 typedef struct { ptrdiff_t n0, n1, c; } csm_shape;
@@ -46,7 +48,7 @@ typedef struct { ptrdiff_t s0, s1, sc; } csm_strides;
 
 typedef struct {
     ptrdiff_t row;          /* flat row index i0 * n1 + i1 of the first bad label */
-    int64_t value;          /* the bad label */
+    int64_t value;          /* the bad label (CSM_ERR_VALUE: the element's class index) */
 } csm_error;
 
 /*
@@ -225,6 +227,85 @@ int csm_xent_grad_merged_f32(csm_shape sh, const float *x, csm_strides xs,
 int csm_xent_grad_merged_f64(csm_shape sh, const double *x, csm_strides xs,
                              const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,
                              const double *mrg, csm_strides ms, double *y, csm_strides ys);
+
+/*
+ * ---- The neighbouring losses (kernels_bce.h, kernels_kl.h, kernels_tokens.h) ----
+ * Each is a family of its own, compiled in the losses_<isa>.c translation units.
+ */
+
+/*
+ * Binary (sigmoid) cross-entropy with logits, elementwise over the (n0, n1, c)
+ * grid.  With sp(x) = max(x, 0) + log1p(exp(-|x|)), target t in [0, 1], weight w
+ * (default 1) and pos_weight p (per class k, default 1):
+ *   l = w * (p t sp(-z) + (1 - t) sp(z))      (a term whose factor t or 1 - t is
+ *                                              exactly 0 adds exactly 0)
+ *   g = grad_scale * w * ((1 - t) sigmoid(z) - p t sigmoid(-z))
+ * Every target is checked first (t in [0, 1], not NaN); on a bad one nothing is
+ * written, CSM_ERR_VALUE, and *err gives its row and class index.  Outputs, each
+ * optional (NULL): rowloss[row] = sum_k l (double, fixed order), eloss = l per
+ * element, grad (may alias z exactly).  weight is laid out like z (any strides,
+ * zero to broadcast), pos_weight has c entries at stride pws (0: one value).
+ */
+typedef struct {
+    double grad_scale;
+    const void *weight;         /* of the logits' dtype; NULL = 1 */
+    csm_strides ws;
+    const void *pos_weight;     /* of the logits' dtype; NULL = 1 */
+    ptrdiff_t pws;
+} csm_bce_opts;
+
+int csm_bce_f32(csm_shape sh, const float *z, csm_strides zs, const float *t, csm_strides ts,
+                const csm_bce_opts *opt, double *rowloss, csm_strides rls, float *eloss,
+                csm_strides els, float *grad, csm_strides gs, csm_error *err);
+int csm_bce_f64(csm_shape sh, const double *z, csm_strides zs, const double *t,
+                csm_strides ts, const csm_bce_opts *opt, double *rowloss, csm_strides rls,
+                double *eloss, csm_strides els, double *grad, csm_strides gs, csm_error *err);
+
+/*
+ * Distillation KL per row, KL(p || q) at temperature T, scaled by T^2:
+ *   q = softmax(s / T);  p = softmax(t / T) (teacher_kind 0, logits) or exp(t)
+ *   (teacher_kind 1, log-probabilities; T does not apply to them);
+ *   loss = T^2 sum_k p_k (log p_k - log q_k)      (0 log 0 = 0)
+ *   grad_k = grad_scale * row_gscale * T (sum(p) q_k - p_k)
+ * One read of both rows per chunk for the sums (chunked online max, as the row
+ * pass), one more read of both to write the gradient.  Rows with row_mask[row]
+ * == 0 get loss 0 and a zero gradient and are not read.  A row whose student or
+ * teacher holds NaN, +inf, or only -inf (logits kind) gets NaN.  grad may be NULL
+ * and may alias s exactly.
+ */
+typedef struct {
+    double temperature;         /* T > 0 */
+    int teacher_kind;           /* 0 logits, 1 log-probabilities */
+    double grad_scale;
+    const double *row_gscale;   /* per-row gradient factor; NULL = 1 */
+    const uint8_t *row_mask;    /* per row, 0 = masked; NULL = every row */
+} csm_kl_opts;
+
+int csm_kl_div_f32(csm_shape sh, const float *s, csm_strides ss, const float *t,
+                   csm_strides ts, const csm_kl_opts *opt, double *loss, csm_strides ls,
+                   float *grad, csm_strides gs);
+int csm_kl_div_f64(csm_shape sh, const double *s, csm_strides ss, const double *t,
+                   csm_strides ts, const csm_kl_opts *opt, double *loss, csm_strides ls,
+                   double *grad, csm_strides gs);
+
+/*
+ * Per-row log-probability of the label and (ent != NULL) the entropy, in one
+ * read of the row (the row pass with one more accumulator, sum e^(x-m) (x-m)):
+ *   logp = (z_T - M) - L,  entropy = L - A / S,
+ * S = sum exp(z - M), L = log S (as log1p), A = sum exp(z - M) (z - M).
+ * Labels are all checked first (CSM_ERR_LABEL, *err, nothing written); rows
+ * whose label is ignore_index (use_ignore) get 0 and 0 and are not read.
+ * Special rows as log_softmax / softmax: NaN -> NaN; +inf -> logp NaN at a +inf
+ * label, else -inf, entropy NaN; all -inf -> NaN, NaN.
+ */
+int csm_token_logprobs_f32(csm_shape sh, const float *x, csm_strides xs, const int64_t *label,
+                           csm_strides lbs, int64_t ignore_index, int use_ignore,
+                           double *logp, csm_strides ls, double *ent, csm_strides es,
+                           csm_error *err);
+int csm_token_logprobs_f64(csm_shape sh, const double *x, csm_strides xs,
+                           const int64_t *label, csm_strides lbs, int64_t ignore_index,
+                           int use_ignore, double *logp, csm_strides ls, double *ent,
+                           csm_strides es, csm_error *err);
 
 /* The vector exp the kernels use, exported for the accuracy sweep test:
  * out[i] = exp(x[i]) for i < n, on the active ISA path.  Returns CSM_OK. */

@@ -26,6 +26,8 @@
 #else
 #  if defined(CSM_FAMILY_PARTIAL)
 typedef int csm_partial_avx2_unused;
+#  elif defined(CSM_FAMILY_LOSSES)
+typedef int csm_losses_avx2_unused;
 #  else
 typedef int csm_avx2_unused;
 #  endif   /* keep the translation unit non-empty */

@@ -24,6 +24,8 @@
 #else
 #  if defined(CSM_FAMILY_PARTIAL)
 typedef int csm_partial_avx512_unused;
+#  elif defined(CSM_FAMILY_LOSSES)
+typedef int csm_losses_avx512_unused;
 #  else
 typedef int csm_avx512_unused;
 #  endif

@@ -76,7 +76,7 @@ CSM_INLINE V CSM_H(tload)(const CSM_H(tspec) tp, ptrdiff_t k, ptrdiff_t n, const
 
 /* The per-chunk sums of the class weights w (1 each when w is NULL) over a row
  * of c > 0 classes, as the row pass chunks it; returns their total. */
-static double CSM_H(tsum_chunks)(const T *w, ptrdiff_t c, double *tsum_c)
+CSM_MAYBE_UNUSED static double CSM_H(tsum_chunks)(const T *w, ptrdiff_t c, double *tsum_c)
 {
     const ptrdiff_t K = csm_chunk_len(c), nch = (c + K - 1) / K;
     double all = 0.0;
@@ -134,17 +134,21 @@ CSM_INLINE V CSM_H(vcap)(V v, const int capped, T cap, T icap)
  * *tsum = sum t; t from tp, offset by the caller's tk0 (the chunk start).
  * The exp's sum uses two interleaved accumulators, the count (exact) and the
  * weighted sums one each, so that all stay in the 16 registers of AVX2.  The
- * tail is one padded vector masked out of every sum.
+ * tail is one padded vector masked out of every sum.  With ent, *ea = sum
+ * exp(x - sh) (x - sh) (the entropy's sum; an element at -inf adds 0).
  */
 CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
                                    ptrdiff_t len, T sh, T m, const int store, const int bnd,
                                    const int soft, const CSM_H(tspec) *tp, ptrdiff_t tk0,
                                    const T *pfx, T *pfy,
-                                   double *sum, double *cnt, double *tsum, double *tz)
+                                   double *sum, double *cnt, double *tsum, double *tz,
+                                   const int ent, double *ea)
 {
     const V vsh = VSPLAT(sh), vm = VSPLAT(m), zero = VSPLAT(0);
+    /* the entropy's d = x - sh, with -inf lifted to a finite value (e is 0 there) */
+    const V vlo = VSPLAT(CSM_IS_F32 ? -FLT_MAX : -DBL_MAX);
     const CSM_H(tspec) tl = soft ? *tp : (CSM_H(tspec)){0};
-    V acc0 = zero, acc1 = zero, nm = zero, ta = zero, tza = zero;
+    V acc0 = zero, acc1 = zero, nm = zero, ta = zero, tza = zero, eacc = zero;
     ptrdiff_t i = 0;
     /* NX vectors per step, their exps interleaved (csm_vexpbn); vector j of
      * a step feeds accumulator j % 2; the whole vectors after the last step
@@ -171,6 +175,7 @@ CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
         for (int j = 0; j < (NX); j++) {                                     \
             if (j % 2) acc1 += e_[j] - is_[j];                               \
             else acc0 += e_[j] - is_[j];                                     \
+            if (ent) eacc = VMADD(e_[j], VMAX(d_[j], vlo), eacc);            \
             if (store) CSM_H(vstore)(y + ((k) + j * VL) * ys, ys, e_[j]);    \
         }                                                                    \
     } while (0)
@@ -196,6 +201,7 @@ CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
         V is = VIS1(v, vm);
         acc0 += CSM_H(vkeep)(e - is, n);
         nm += CSM_H(vkeep)(is, n);
+        if (ent) eacc += CSM_H(vkeep)(e * VMAX(d, vlo), n);
         if (soft) {
             V tv = CSM_H(vkeep)(CSM_H(tload)(tl, tk0 + i, n, tl.q != NULL, tl.w != NULL), n);
             ta += tv;
@@ -208,6 +214,7 @@ CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
     }
     *sum = CSM_H(vsum)(acc0) + CSM_H(vsum)(acc1);
     *cnt = CSM_H(vsum)(nm);
+    if (ent) *ea = CSM_H(vsum)(eacc);
     if (soft) {
         *tsum = CSM_H(vsum)(ta);
         *tz = CSM_H(vsum)(tza);
@@ -327,6 +334,7 @@ typedef struct {
     double s;           /* sum over the others of exp(x' - M) */
     double tsum;        /* soft: sum of t */
     double tdot;        /* soft: sum_k t_k (M - x'_k) */
+    double ea;          /* ent: sum_k exp(x_k - M) (x_k - M) */
     int special;        /* 1: max is +inf (pass stopped early) or -inf */
     int pinf;           /* max is +inf */
     ptrdiff_t K;        /* chunk length */
@@ -345,18 +353,21 @@ typedef struct {
  * tells which).
  */
 /* seg_expsum over the chunk's src (stride S), into yc (stride YS), bnd B */
-#define CSM_ES(S, YS, B) CSM_H(seg_expsum)(src, S, yc, YS, len, sh, m, store, B, \
-                                           soft, tp, k0, pfx_c, pfy_c, &cs, &cc, &tsv, &tzv)
+#define CSM_ES(S, YS, B) CSM_H(seg_expsum)(src, S, yc, YS, len, sh, m, store, B,       \
+                                           soft, tp, k0, pfx_c, pfy_c, &cs, &cc, &tsv, &tzv, \
+                                           ent, &eav)
+/* ent (a literal; no store, soft or capped with it): st->ea as well. */
 CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
                                  const int store, const int soft, const CSM_H(tspec) *tp,
                                  const int capped, T cap, T *vb, const T *pfx, T *pfy,
-                                 CSM_H(rowst) *st)
+                                 CSM_H(rowst) *st, const int ent)
 {
     const ptrdiff_t K = csm_chunk_len(c);
     const ptrdiff_t nch = c > 0 ? (c + K - 1) / K : 0;
     const T icap = capped ? (T)1 / cap : (T)0;
     const int bnd = capped && (double)cap <= CSM_EXPB_MAXCAP;
     double cs_c[CSM_MAXCH], cc_c[CSM_MAXCH], ts_c[CSM_MAXCH], tz_c[CSM_MAXCH], sh_c[CSM_MAXCH];
+    double ea_c[CSM_MAXCH];
     T *cm = st->cm;
     CSM_CHUNK_LOOP(c, nch, q,
         const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
@@ -387,7 +398,7 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
         cm[q] = m;
         if (m == (T)INFINITY) continue;
         T sh = m == -(T)INFINITY ? (T)0 : m;
-        double cs, cc, tsv = 0.0, tzv = 0.0;
+        double cs, cc, tsv = 0.0, tzv = 0.0, eav = 0.0;
         if (ss == 1 && (!store || ys == 1)) {
             if (bq) CSM_ES(1, 1, 1);
             else CSM_ES(1, 1, 0);
@@ -403,6 +414,7 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
         sh_c[q] = (double)sh;
         ts_c[q] = soft && !tp->q ? tp->tsum_c[q] : tsv;
         tz_c[q] = tzv;
+        if (ent) ea_c[q] = eav;
     )
     double M = -INFINITY, cnt = 0.0, s = 0.0;
     st->special = 0;
@@ -411,6 +423,7 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
     st->nch = nch;
     st->tsum = 0.0;
     st->tdot = 0.0;
+    st->ea = 0.0;
     for (ptrdiff_t q = 0; q < nch; q++) {
         if (cm[q] == (T)INFINITY) {
             st->special = 1;
@@ -439,6 +452,13 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
     st->cnt = cnt;
     st->s = s;
     if (!(M > -INFINITY)) st->special = 1;
+    if (ent && !st->special) {
+        /* each chunk's sum moved from its shift sh_q to M */
+        double a = 0.0;
+        for (ptrdiff_t q = 0; q < nch; q++)
+            a += csm_expdiff((double)cm[q], M) * (ea_c[q] + (sh_c[q] - M) * (cc_c[q] + cs_c[q]));
+        st->ea = a;
+    }
     if (soft && !st->special) {
         double tsum = 0.0, tdot = 0.0;
         for (ptrdiff_t q = 0; q < nch; q++) {
@@ -454,11 +474,11 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
 
 /* row_pass with store / soft / capped as compile-time constants: each
  * combination gets its own branch-free inner loops. */
-static void CSM_H(row_pass_any)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
+CSM_MAYBE_UNUSED static void CSM_H(row_pass_any)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
                                 int store, int soft, const CSM_H(tspec) *tp, int capped,
                                 T cap, T *vb, const T *pfx, T *pfy, CSM_H(rowst) *st)
 {
-#define CSM_RP(S, F, C) CSM_H(row_pass)(x, xs, y, ys, c, S, F, tp, C, cap, vb, pfx, pfy, st)
+#define CSM_RP(S, F, C) CSM_H(row_pass)(x, xs, y, ys, c, S, F, tp, C, cap, vb, pfx, pfy, st, 0)
     if (store) {
         if (soft) { if (capped) CSM_RP(1, 1, 1); else CSM_RP(1, 1, 0); }
         else { if (capped) CSM_RP(1, 0, 1); else CSM_RP(1, 0, 0); }

@@ -22,6 +22,11 @@
  * partial_<isa>.c, compiled in parallel with kernels_<isa>.c):
  *   kernels_partial.h  class slices: per-slice states, and slices written from
  *                      a merged state
+ * or, in the neighbouring losses' translation units (CSM_FAMILY_LOSSES,
+ * losses_<isa>.c), one file per loss on the shared parts above:
+ *   kernels_bce.h      binary (sigmoid) cross-entropy, elementwise
+ *   kernels_kl.h       distillation KL between two rows' softmaxes
+ *   kernels_tokens.h   per-row log-probability of the label and entropy
  *
  * Design
  *   1. Every loop over a row works on whole vectors of the ISA (csm_vec.h:
@@ -53,6 +58,10 @@
 #include "kernels_chunks.h"
 #if defined(CSM_FAMILY_PARTIAL)
 #  include "kernels_partial.h"
+#elif defined(CSM_FAMILY_LOSSES)
+#  include "kernels_bce.h"
+#  include "kernels_kl.h"
+#  include "kernels_tokens.h"
 #else
 #  include "kernels_row1.h"
 #  include "kernels_tiles.h"

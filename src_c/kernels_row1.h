@@ -11,7 +11,7 @@ static double CSM_H(lse_row)(const T *xr, ptrdiff_t xsc, ptrdiff_t c, const T *p
 {
     if (c == 0) return -INFINITY;
     CSM_H(rowst) st;
-    CSM_H(row_pass)(xr, xsc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, pfx, NULL, &st);
+    CSM_H(row_pass)(xr, xsc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, pfx, NULL, &st, 0);
     if (st.special) {
         if (CSM_H(row_has_nan)(xr, xsc, c)) return NAN;
         return st.pinf ? INFINITY : -INFINITY;
@@ -24,7 +24,7 @@ static void CSM_H(softmax_row)(const T *xr, ptrdiff_t xsc, T *yr, ptrdiff_t ysc,
                                const T *pfx, T *pfy)
 {
     CSM_H(rowst) st;
-    CSM_H(row_pass)(xr, xsc, yr, ysc, c, 1, 0, NULL, 0, 0, NULL, pfx, pfy, &st);
+    CSM_H(row_pass)(xr, xsc, yr, ysc, c, 1, 0, NULL, 0, 0, NULL, pfx, pfy, &st, 0);
     if (st.special) {
         CSM_H(seg_fill)(yr, ysc, c, (T)NAN);
         return;
@@ -43,7 +43,7 @@ static void CSM_H(log_softmax_row)(const T *xr, ptrdiff_t xsc, T *yr, ptrdiff_t 
                                    ptrdiff_t c, const T *pfx)
 {
     CSM_H(rowst) st;
-    CSM_H(row_pass)(xr, xsc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, pfx, NULL, &st);
+    CSM_H(row_pass)(xr, xsc, NULL, 0, c, 0, 0, NULL, 0, 0, NULL, pfx, NULL, &st, 0);
     if (st.special) {
         /* SciPy: shift 0; tmp - log(sum(exp(tmp))).  With the max -inf every
          * entry is -inf - (-inf) or NaN; with +inf the sum is +inf, giving

@@ -1,7 +1,8 @@
 /* kernels_table.h -- expands kernels_impl.h for float and double under the
  * current ISA (CSM_ISA) and defines that ISA's function table.  Included by
  * each kernels_<isa>.c inside its target region, and by each partial_<isa>.c
- * with CSM_FAMILY_PARTIAL (that family's kernels only, no table: the table
+ * with CSM_FAMILY_PARTIAL, and each losses_<isa>.c with CSM_FAMILY_LOSSES
+ * (that family's kernels only, no table: the table
  * of kernels_<isa>.c names them through the declarations below). */
 #include "csm_vec.h"
 #include "csm_exp.h"
@@ -16,7 +17,7 @@
 #define CSM_IS_F32 0
 #include "kernels_impl.h"
 
-#if !defined(CSM_FAMILY_PARTIAL)
+#if !defined(CSM_FAMILY_PARTIAL) && !defined(CSM_FAMILY_LOSSES)
 #define CSM_TBL_(isa) csm_table_##isa
 #define CSM_DECL_(name, K, T) int CSM_E(name, CSM_ISA) CSM_P_##K(T);
 #define CSM_TBL(isa) CSM_TBL_(isa)

@@ -38,6 +38,19 @@
                      csm_strides lbs; const csm_xent_opts *opt; const double *mrg;     \
                      csm_strides ms; T *y; csm_strides ys;
 #define CSM_U_MRG (a->sh, a->x, a->xs, a->label, a->lbs, a->opt, a->mrg, a->ms, a->y, a->ys)
+#define CSM_F_BCE(T) csm_shape sh; const T *z; csm_strides zs; const T *t; csm_strides ts; \
+    const csm_bce_opts *opt; double *rowloss; csm_strides rls; T *eloss; csm_strides els; \
+    T *grad; csm_strides gs; csm_error *err;
+#define CSM_U_BCE (a->sh, a->z, a->zs, a->t, a->ts, a->opt, a->rowloss, a->rls, a->eloss, \
+                   a->els, a->grad, a->gs, a->err)
+#define CSM_F_KL(T) csm_shape sh; const T *s; csm_strides ss; const T *t; csm_strides ts; \
+    const csm_kl_opts *opt; double *loss; csm_strides ls; T *grad; csm_strides gs;
+#define CSM_U_KL (a->sh, a->s, a->ss, a->t, a->ts, a->opt, a->loss, a->ls, a->grad, a->gs)
+#define CSM_F_TOK(T) csm_shape sh; const T *x; csm_strides xs; const int64_t *label; \
+    csm_strides lbs; int64_t ignore_index; int use_ignore; double *logp; csm_strides ls; \
+    double *ent; csm_strides es; csm_error *err;
+#define CSM_U_TOK (a->sh, a->x, a->xs, a->label, a->lbs, a->ignore_index, a->use_ignore, \
+                   a->logp, a->ls, a->ent, a->es, a->err)
 #define CSM_F_VEC(T) ptrdiff_t n; const T *x; T *out;
 #define CSM_U_VEC (a->n, a->x, a->out)
 #define CSM_F_CAP(T) ptrdiff_t n; const T *x; double cap; T *out;

@@ -1,0 +1,225 @@
+/*
+ * kernels_kl.h -- distillation KL between a teacher's and a student's softmax
+ * at temperature T (csm_kl_div_<dtype>), on the shared vector helpers and the
+ * row pass's chunking (csm_chunk_len, seg_maxmin).
+ *
+ * Design
+ *   1. A row is taken in the row pass's chunks.  Per chunk: the max of the
+ *      student s (and of the teacher t, logits kind) -- one read from memory --
+ *      then, from cache, with ds = (s - m_s) / T and da = (t - m_t) / T:
+ *        student  sum exp(ds) (the elements at the max counted apart, as the
+ *                 row pass does, so log S is log1p(count - 1 + rest)),
+ *        teacher  the same of da (logits), or P = sum p, p = exp(t) (log-probs),
+ *        D        sum exp(da) (da - ds)  (logits), sum p (t - ds)  (log-probs),
+ *      terms with a zero teacher weight left out (0 log 0 = 0).  Chunks are
+ *      merged in double in chunk order, each moved to the row's maxima.
+ *   2. loss = T^2 (D / S_t - L_t + L_s)  (logits)  or  T^2 (D + P L_s)  (log-probs),
+ *      with every term measured from the row maxima: for close teacher and
+ *      student the differences are small numbers, not differences of logits.
+ *   3. The gradient T (P q - p) (times the caller's factors) is written by one
+ *      more pass over both rows (from L2 for rows that fit there).
+ *   4. A row whose student or teacher holds NaN, +inf, or (logits) only -inf
+ *      gets NaN loss and gradient; a masked row 0 and 0, not read.
+ */
+
+typedef struct {
+    double M, cnt, s;       /* a softmax's running max (scaled by 1/T), count, rest */
+} CSM_H(klsum);
+
+/* merge a chunk (max md scaled, count cc, rest cs) into a running sum */
+CSM_INLINE void CSM_H(kl_merge)(CSM_H(klsum) *a, int first, double md, double cc, double cs)
+{
+    if (md == -INFINITY) {          /* an all -inf chunk: 0, or NaN if it held one */
+        a->s += cs * 0.0;
+        if (first) a->M = -INFINITY;
+        return;
+    }
+    if (first || a->M == -INFINITY) {
+        a->s = cs + (first ? 0.0 : a->s);
+        a->cnt = cc;
+        a->M = md;
+    } else if (md > a->M) {
+        a->s = cs + (a->cnt + a->s) * exp(a->M - md);
+        a->cnt = cc;
+        a->M = md;
+    } else if (md == a->M) {
+        a->cnt += cc;
+        a->s += cs;
+    } else {
+        a->s += (cc + cs) * exp(md - a->M);
+    }
+}
+
+/* Chunk sums: see Design 1.  kind: literal 0 (logits) / 1 (log-probs). */
+CSM_INLINE void CSM_H(kl_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff_t ts,
+                               ptrdiff_t len, T shs, T ms, T sht, T mt, T invT,
+                               const int kind, double out[5])
+{
+    const V zero = VSPLAT(0), vi = VSPLAT(invT);
+    const V vshs = VSPLAT(shs), vms = VSPLAT(ms), vsht = VSPLAT(sht), vmt = VSPLAT(mt);
+    V as = zero, ns = zero, at = zero, nt = zero, dd = zero;
+    for (ptrdiff_t i = 0; i < len; i += VL) {
+        const ptrdiff_t n = len - i < VL ? len - i : VL;
+        V vs = n == VL ? CSM_H(vload)(s + i * ss, ss) : CSM_H(vload_part)(s + i * ss, ss, n, ms);
+        V vt = n == VL ? CSM_H(vload)(t + i * ts, ts)
+                       : CSM_H(vload_part)(t + i * ts, ts, n, kind ? -(T)INFINITY : mt);
+        V ds = (vs - vshs) * vi;
+        V es = VEXP(ds);
+        V is = VIS1(vs, vms);
+        V ea, da, term;
+        if (kind == 0) {
+            da = (vt - vsht) * vi;
+            ea = VEXP(da);
+            V it = VIS1(vt, vmt);
+            at += CSM_H(vkeep)(ea - it, n);
+            nt += CSM_H(vkeep)(it, n);
+            term = ea * (da - ds);
+        } else {
+            ea = VEXP(vt);
+            at += CSM_H(vkeep)(ea, n);
+            term = ea * (vt - ds);
+        }
+        /* a zero teacher weight adds exactly 0 (0 * inf) */
+        term = CSM_FROMBITS(V, CSM_BITS(U, term) & VMASK(ea != zero));
+        as += CSM_H(vkeep)(es - is, n);
+        ns += CSM_H(vkeep)(is, n);
+        dd += CSM_H(vkeep)(term, n);
+    }
+    out[0] = CSM_H(vsum)(as);
+    out[1] = CSM_H(vsum)(ns);
+    out[2] = CSM_H(vsum)(at);
+    out[3] = CSM_H(vsum)(nt);
+    out[4] = CSM_H(vsum)(dd);
+}
+
+/* Gradient over len elements: g = fq exp((s - Ms)/T) - fp p. */
+CSM_INLINE void CSM_H(kl_grad_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff_t ts,
+                                    T *g, ptrdiff_t gs, ptrdiff_t len, T Ms, T Mt, T invT,
+                                    T fq, T fp, const int kind)
+{
+    const V vi = VSPLAT(invT), vMs = VSPLAT(Ms), vMt = VSPLAT(Mt);
+    const V vfq = VSPLAT(fq), vfp = VSPLAT(fp);
+    ptrdiff_t i = 0;
+    for (; i < len; i += VL) {
+        const ptrdiff_t n = len - i < VL ? len - i : VL;
+        V vs = n == VL ? CSM_H(vload)(s + i * ss, ss) : CSM_H(vload_part)(s + i * ss, ss, n, 0);
+        V vt = n == VL ? CSM_H(vload)(t + i * ts, ts) : CSM_H(vload_part)(t + i * ts, ts, n, 0);
+        V q = VEXP((vs - vMs) * vi);
+        V p = kind == 0 ? VEXP((vt - vMt) * vi) : VEXP(vt);
+        V gv = q * vfq - p * vfp;
+        if (n == VL) CSM_H(vstore)(g + i * gs, gs, gv);
+        else CSM_H(vstore_part)(g + i * gs, gs, n, gv);
+    }
+}
+
+static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc, ptrdiff_t c,
+                          const int kind, double Tmp, double gfac, double *lr, T *gr,
+                          ptrdiff_t gsc)
+{
+    const ptrdiff_t K = csm_chunk_len(c), nch = (c + K - 1) / K;
+    const T invT = (T)(1.0 / Tmp);
+    CSM_H(klsum) st = {-INFINITY, 0.0, 0.0}, tt = {-INFINITY, 0.0, 0.0};
+    double P = 0.0, D = 0.0;
+    double shs_c[CSM_MAXCH], sht_c[CSM_MAXCH], d_c[CSM_MAXCH], a_c[CSM_MAXCH];
+    int tninf_c[CSM_MAXCH];
+    T Ms = -(T)INFINITY, Mt = -(T)INFINITY;     /* the row maxima, unscaled */
+    int special = c == 0;
+    for (ptrdiff_t q = 0; q < nch && !special; q++) {
+        const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
+        const T *sc = sr + k0 * ssc, *tc = tr + k0 * tsc;
+        T mn, ms, mt = 0;
+        ms = ssc == 1 ? CSM_H(seg_maxmin)(sc, 1, len, &mn) : CSM_H(seg_maxmin)(sc, ssc, len, &mn);
+        if (kind == 0)
+            mt = tsc == 1 ? CSM_H(seg_maxmin)(tc, 1, len, &mn)
+                          : CSM_H(seg_maxmin)(tc, tsc, len, &mn);
+        if (ms == (T)INFINITY || mt == (T)INFINITY) {
+            special = 1;
+            break;
+        }
+        const T shs = ms == -(T)INFINITY ? (T)0 : ms, sht = mt == -(T)INFINITY ? (T)0 : mt;
+        double o[5];
+        if (ssc == 1 && tsc == 1) CSM_H(kl_seg)(sc, 1, tc, 1, len, shs, ms, sht, mt, invT, kind, o);
+        else CSM_H(kl_seg)(sc, ssc, tc, tsc, len, shs, ms, sht, mt, invT, kind, o);
+        if (ms == -(T)INFINITY) { o[0] += o[1]; o[1] = 0.0; }
+        if (kind == 0 && mt == -(T)INFINITY) { o[2] += o[3]; o[3] = 0.0; }
+        CSM_H(kl_merge)(&st, q == 0, ms == -(T)INFINITY ? -INFINITY : (double)ms * invT, o[1], o[0]);
+        if (kind == 0)
+            CSM_H(kl_merge)(&tt, q == 0, mt == -(T)INFINITY ? -INFINITY : (double)mt * invT,
+                            o[3], o[2]);
+        else
+            P += o[2];
+        Ms = ms > Ms ? ms : Ms;
+        Mt = mt > Mt ? mt : Mt;
+        tninf_c[q] = kind == 0 && mt == -(T)INFINITY;
+        shs_c[q] = (double)shs * invT;
+        sht_c[q] = (double)sht * invT;
+        d_c[q] = o[4];
+        a_c[q] = o[2] + o[3];
+    }
+    if (!special && (st.M == -INFINITY || (kind == 0 && tt.M == -INFINITY))) special = 1;
+    if (special) {
+        *lr = NAN;
+        if (gr) CSM_H(seg_fill)(gr, gsc, c, (T)NAN);
+        return;
+    }
+    /* every chunk's D moved to the row maxima (Design 2) */
+    for (ptrdiff_t q = 0; q < nch; q++) {
+        if (kind == 0) {
+            /* an all -inf teacher chunk adds 0 (NaN if it held one) */
+            if (tninf_c[q]) D += d_c[q] * 0.0;
+            else D += csm_expdiff(sht_c[q], tt.M)
+                      * (d_c[q] + a_c[q] * ((sht_c[q] - tt.M) - (shs_c[q] - st.M)));
+        } else {
+            D += d_c[q] - a_c[q] * (shs_c[q] - st.M);
+        }
+    }
+    const double Ss = st.cnt + st.s, Ls = log1p((st.cnt - 1.0) + st.s);
+    const double T2 = Tmp * Tmp;
+    double St = 1.0;
+    if (kind == 0) {
+        St = tt.cnt + tt.s;
+        *lr = T2 * (D / St - log1p((tt.cnt - 1.0) + tt.s) + Ls);
+        P = 1.0;
+    } else {
+        *lr = T2 * (D + P * Ls);
+    }
+    if (!gr) return;
+    if (kind == 1) Mt = 0;
+    const double g0 = Tmp * gfac;
+    const T fq = (T)(g0 * P / Ss), fp = (T)(kind == 0 ? g0 / St : g0);
+    for (ptrdiff_t q = 0; q < nch; q++) {
+        const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
+        if (ssc == 1 && tsc == 1 && gsc == 1)
+            CSM_H(kl_grad_seg)(sr + k0, 1, tr + k0, 1, gr + k0, 1, len, Ms, Mt, invT, fq, fp, kind);
+        else
+            CSM_H(kl_grad_seg)(sr + k0 * ssc, ssc, tr + k0 * tsc, tsc, gr + k0 * gsc, gsc, len,
+                               Ms, Mt, invT, fq, fp, kind);
+    }
+}
+
+int CSM_FN(csm_kl_div)(csm_shape sh, const T *s, csm_strides ss, const T *t, csm_strides ts,
+                       const csm_kl_opts *opt, double *loss, csm_strides ls, T *grad,
+                       csm_strides gs)
+{
+    if (CSM_H(bad_shape)(sh) || !opt || !loss) return CSM_ERR_ARG;
+    if (!(opt->temperature > 0.0) || !isfinite(opt->temperature)) return CSM_ERR_ARG;
+    if (opt->teacher_kind != 0 && opt->teacher_kind != 1) return CSM_ERR_ARG;
+    const ptrdiff_t nrows = sh.n0 * sh.n1, c = sh.c;
+    const int kind = opt->teacher_kind;
+    CSM_ROWS_FOR(nrows, c)
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        CSM_ROW_INDEX(r, sh, i0, i1);
+        double *lr = loss + i0 * ls.s0 + i1 * ls.s1;
+        T *gr = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
+        if (opt->row_mask && !opt->row_mask[r]) {
+            *lr = 0.0;
+            if (gr) CSM_H(seg_fill)(gr, gs.sc, c, (T)0);
+            continue;
+        }
+        const double gfac = opt->grad_scale * (opt->row_gscale ? opt->row_gscale[r] : 1.0);
+        const T *sr = s + i0 * ss.s0 + i1 * ss.s1, *tr = t + i0 * ts.s0 + i1 * ts.s1;
+        if (kind == 0) CSM_H(kl_row)(sr, ss.sc, tr, ts.sc, c, 0, opt->temperature, gfac, lr, gr, gs.sc);
+        else CSM_H(kl_row)(sr, ss.sc, tr, ts.sc, c, 1, opt->temperature, gfac, lr, gr, gs.sc);
+    }
+    return CSM_OK;
+}
