@@ -79,6 +79,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: _ArrayT,
+    where: ArrayLike | None = None,
 ) -> _ArrayT: ...
 @overload
 def logsumexp(
@@ -89,6 +90,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> _ISCT: ...
 @overload
 def logsumexp(
@@ -99,6 +101,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> NDArray[_ISCT] | _ISCT: ...
 # complex a with b: complex results, of the promoted dtype (csoftmax/_complex.py)
 @overload
@@ -110,6 +113,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> NDArray[_Complex] | _Complex: ...
 @overload
 def logsumexp(
@@ -120,6 +124,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> _Float: ...
 @overload
 def logsumexp(
@@ -130,6 +135,7 @@ def logsumexp(
     return_sign: Literal[False] = False,
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> _FloatArray | _Float: ...
 
 # return_sign=True: (result, sign); the sign is never written to `out`
@@ -142,6 +148,7 @@ def logsumexp(
     return_sign: Literal[True],
     *,
     out: _ArrayT,
+    where: ArrayLike | None = None,
 ) -> tuple[_ArrayT, _FloatArray | _Float]: ...
 @overload
 def logsumexp(
@@ -152,6 +159,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: _ArrayT,
+    where: ArrayLike | None = None,
 ) -> tuple[_ArrayT, _FloatArray | _Float]: ...
 @overload
 def logsumexp(
@@ -162,6 +170,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[_SCT, _SCT]: ...
 @overload
 def logsumexp(
@@ -172,6 +181,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[NDArray[_SCT] | _SCT, NDArray[_SCT] | _SCT]: ...
 # complex a with return_sign: (log|sum| real, the unit complex sign)
 @overload
@@ -183,6 +193,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray | _Float, NDArray[_CSCT] | _CSCT]: ...
 @overload
 def logsumexp(
@@ -193,6 +204,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[_Float, _Float]: ...
 @overload
 def logsumexp(
@@ -203,6 +215,7 @@ def logsumexp(
     return_sign: Literal[True],
     *,
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray | _Float, _FloatArray | _Float]: ...
 @overload
 def logsumexp(
@@ -213,6 +226,7 @@ def logsumexp(
     *,
     return_sign: Literal[True],
     out: None = None,
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray | _Float, _FloatArray | _Float]: ...
 
 # return_sign only known as bool
@@ -225,29 +239,50 @@ def logsumexp(
     return_sign: bool = False,
     *,
     out: NDArray[Any] | None = None,
+    where: ArrayLike | None = None,
 ) -> Any: ...
 
 # --------------------------------------------------------------------------- softmax
 @overload
-def softmax(x: ArrayLike, axis: _Axis = None, *, out: _ArrayT) -> _ArrayT: ...
+def softmax(
+    x: ArrayLike, axis: _Axis = None, *, out: _ArrayT, where: ArrayLike | None = None
+) -> _ArrayT: ...
 @overload
-def softmax(x: _SCT, axis: _Axis = None, *, out: None = None) -> _SCT: ...
+def softmax(
+    x: _SCT, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _SCT: ...
 @overload
-def softmax(x: _Scalar, axis: _Axis = None, *, out: None = None) -> _Float: ...
+def softmax(
+    x: _Scalar, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _Float: ...
 @overload
-def softmax(x: NDArray[_ISCT], axis: _Axis = None, *, out: None = None) -> NDArray[_ISCT]: ...
+def softmax(
+    x: NDArray[_ISCT], axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> NDArray[_ISCT]: ...
 @overload
-def softmax(x: ArrayLike, axis: _Axis = None, *, out: None = None) -> _FloatArray: ...
+def softmax(
+    x: ArrayLike, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _FloatArray: ...
 @overload
-def log_softmax(x: ArrayLike, axis: _Axis = None, *, out: _ArrayT) -> _ArrayT: ...
+def log_softmax(
+    x: ArrayLike, axis: _Axis = None, *, out: _ArrayT, where: ArrayLike | None = None
+) -> _ArrayT: ...
 @overload
-def log_softmax(x: _SCT, axis: _Axis = None, *, out: None = None) -> _SCT: ...
+def log_softmax(
+    x: _SCT, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _SCT: ...
 @overload
-def log_softmax(x: _Scalar, axis: _Axis = None, *, out: None = None) -> _Float: ...
+def log_softmax(
+    x: _Scalar, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _Float: ...
 @overload
-def log_softmax(x: NDArray[_ISCT], axis: _Axis = None, *, out: None = None) -> NDArray[_ISCT]: ...
+def log_softmax(
+    x: NDArray[_ISCT], axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> NDArray[_ISCT]: ...
 @overload
-def log_softmax(x: ArrayLike, axis: _Axis = None, *, out: None = None) -> _FloatArray: ...
+def log_softmax(
+    x: ArrayLike, axis: _Axis = None, *, out: None = None, where: ArrayLike | None = None
+) -> _FloatArray: ...
 
 # --------------------------------------------------------------------------- cross_entropy
 # reduction "mean"/"sum" -> scalar; "none" -> ndarray; return_lse=True -> (loss, lse)
@@ -265,6 +300,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[False] = False,
+    where: ArrayLike | None = None,
 ) -> _SCT: ...
 @overload
 def cross_entropy(
@@ -280,6 +316,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[False] = False,
+    where: ArrayLike | None = None,
 ) -> NDArray[_SCT]: ...
 @overload
 def cross_entropy(
@@ -295,6 +332,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[True],
+    where: ArrayLike | None = None,
 ) -> tuple[_SCT, NDArray[_SCT]]: ...
 @overload
 def cross_entropy(
@@ -310,6 +348,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[True],
+    where: ArrayLike | None = None,
 ) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy(
@@ -325,6 +364,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[False] = False,
+    where: ArrayLike | None = None,
 ) -> _Float: ...
 @overload
 def cross_entropy(
@@ -340,6 +380,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[False] = False,
+    where: ArrayLike | None = None,
 ) -> _FloatArray: ...
 @overload
 def cross_entropy(
@@ -355,6 +396,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[True],
+    where: ArrayLike | None = None,
 ) -> tuple[_Float, _FloatArray]: ...
 @overload
 def cross_entropy(
@@ -370,6 +412,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: Literal[True],
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy(
@@ -385,6 +428,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: bool = False,
+    where: ArrayLike | None = None,
 ) -> _Float | _FloatArray | tuple[_Float | _FloatArray, _FloatArray]: ...
 
 # ------------------------------------------------------------------- cross_entropy_with_grad
@@ -408,6 +452,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_SCT, NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -426,6 +471,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -444,6 +490,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_SCT, NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -462,6 +509,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[NDArray[_SCT], NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -480,6 +528,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[Any] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_Float, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -498,6 +547,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[Any] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -516,6 +566,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[Any] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_Float, _FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -534,6 +585,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[Any] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> tuple[_FloatArray, _FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -552,6 +604,7 @@ def cross_entropy_with_grad(
     grad_scale: ArrayLike = 1.0,
     out: NDArray[Any] | None = None,
     inplace: bool = False,
+    where: ArrayLike | None = None,
 ) -> (
     tuple[_Float | _FloatArray, _FloatArray]
     | tuple[_Float | _FloatArray, _FloatArray, _FloatArray]

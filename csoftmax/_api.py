@@ -198,9 +198,102 @@ def _direct_target(out: np.ndarray, cdt: np.dtype, axes, src: np.ndarray | None)
     return _rows3(out, axes)
 
 
+# --------------------------------------------------------------------------- where= masks
+#
+# where= is a NumPy front end over the unchanged kernels (where=None never
+# comes here: not one extra pass or copy).  The input is copied once with the
+# masked elements replaced (-inf for logsumexp/softmax, whatever they held,
+# NaN included), the kernel runs on the copy, and the masked outputs are set
+# afterwards (softmax 0, log_softmax -inf, gradient 0), so that a fully
+# masked row gives no NaN.  The cross-entropy has its own notes at
+# _xent_where.
+
+def _where_mask(where, shape, name: str) -> np.ndarray:
+    """`where` as a boolean array broadcast to `shape` (a view, no copy).
+
+    Checked before anything is computed or written: TypeError unless its
+    dtype is bool, ValueError unless it broadcasts to `shape` (NumPy's rule:
+    `where` may not add dimensions or stretch a non-1 axis).
+    """
+    w = np.asarray(where)
+    if w.dtype != np.bool_:
+        raise TypeError(f"{name}: where must be a boolean array, got dtype {w.dtype}")
+    try:
+        return np.broadcast_to(w, shape)
+    except ValueError:
+        raise ValueError(f"{name}: where of shape {w.shape} does not broadcast to the "
+                         f"input's shape {tuple(shape)}") from None
+
+
+def _masked_copy(x: np.ndarray, wb: np.ndarray, dtype, fill) -> np.ndarray:
+    """A new C-ordered array of `dtype`: `x` where `wb`, else `fill`."""
+    return np.where(wb, x, np.asarray(fill, dtype=dtype)).astype(dtype, copy=False)
+
+
+def _logsumexp_where(a, axis, b, keepdims, return_sign, out, where):
+    """logsumexp with a where= mask: masked elements as if b were 0 there."""
+    a = np.asarray(a)
+    b = None if b is None else np.asarray(b)
+    shape = a.shape if b is None else np.broadcast_shapes(a.shape, b.shape)
+    wb = _where_mask(where, shape, "logsumexp")
+    sh1 = shape if shape else (1,)            # 0-d input works as 1-d
+    axes = _axes(axis, len(sh1))
+    if a.dtype.kind == "c" or (b is not None and b.dtype.kind == "c"):
+        # complex: masked elements get b = 0, which SciPy's algorithm leaves
+        # out (csoftmax/_complex.py), and a = -inf, so that the direct-sum
+        # fallback of a row with nothing left sums zeros (-inf, sign 0)
+        if a.dtype.kind not in "iufc":
+            raise TypeError(f"logsumexp: expected a real, integer or complex a, "
+                            f"got dtype {a.dtype}")
+        if b is None:
+            bm = wb.astype(np.zeros((), a.dtype).real.dtype)   # keeps complex64
+        else:
+            if b.dtype.kind not in "biufc":
+                raise TypeError(f"logsumexp: expected a real, integer or complex b, "
+                                f"got dtype {b.dtype}")
+            bm = np.where(wb, b, 0)
+        am = np.where(wb, a, -np.inf) if a.dtype.kind in "fc" else a
+        r = _logsumexp_complex(am, axis, bm, keepdims, return_sign, out)
+        if not return_sign:
+            return r
+        res, sgn = r
+        empty = ~np.any(wb.reshape(sh1), axis=axes, keepdims=keepdims)
+        if empty.any():
+            sgn = np.where(empty, 0, sgn).astype(np.asarray(sgn).dtype)
+            sgn = sgn[()] if sgn.ndim == 0 else sgn
+        return res, sgn
+    if b is not None:
+        _dtypes(a.dtype, "logsumexp")      # reject bool/object a before promotion
+        cdt, rdt = _dtypes(np.result_type(a.dtype, b.dtype), "logsumexp")
+    else:
+        cdt, rdt = _dtypes(a.dtype, "logsumexp")
+    res_shape = _reduced_shape(sh1, axes, keepdims)
+    if out is not None:
+        _check_out(out, res_shape, rdt)
+    am = _masked_copy(a, wb, cdt, -np.inf)
+    bm = None if b is None else _masked_copy(b, wb, cdt, 0.0)
+    r = logsumexp(am, axis, bm, keepdims, return_sign)       # the plain path, cdt
+    lse, sgn = r if return_sign else (r, None)
+    lse = np.asarray(lse)
+    if out is not None:
+        np.copyto(out, lse, casting="unsafe")
+        res = out
+    else:
+        res = lse.astype(rdt, copy=False)
+        res = res[()] if res.ndim == 0 else res
+    if not return_sign:
+        return res
+    # a row with nothing left (all masked, or empty) has the sum 0: sign 0
+    # (JAX's convention; SciPy's sign of an empty sum is -1)
+    empty = ~np.any(wb.reshape(sh1), axis=axes, keepdims=keepdims)
+    sgn = np.where(empty, 0.0, sgn).astype(rdt)
+    return res, (sgn[()] if sgn.ndim == 0 else sgn)
+
+
 # --------------------------------------------------------------------------- logsumexp
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None):
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None,
+              where=None):
     """Compute the log of the sum of exponentials of input elements.
 
     A drop-in replacement for :func:`scipy.special.logsumexp`: same
@@ -226,6 +319,13 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
         Also return the sign of the sum; otherwise a negative sum gives NaN.
     out : ndarray, optional
         Array of the result's shape and dtype to write the result into.
+    where : array_like of bool, optional
+        Elements to include, broadcastable to `a` (and `b`) as NumPy's
+        ``where=``: elements where it is False are left out (as if `b` were
+        0 there), whatever they hold, NaN included.  A row with nothing left
+        gives ``-inf`` and, with `return_sign`, the sign 0 -- no NaN and no
+        warning (JAX's ``logsumexp(where=)``).  The masked input is copied
+        once; ``where=None`` is the plain path.
 
     Returns
     -------
@@ -256,10 +356,12 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     """
     if (type(a) is np.ndarray and b is None and out is None and not keepdims
             and not return_sign and a.ndim == 2 and type(axis) is int
-            and (axis == -1 or axis == 1)):
+            and (axis == -1 or axis == 1) and where is None):
         r = _core.logsumexp_fast(a)         # small-call fast path (same bits), or None
         if r is not None:
             return r
+    if where is not None:
+        return _logsumexp_where(a, axis, b, keepdims, return_sign, out, where)
     a = np.asarray(a)
     if b is not None:
         b = np.asarray(b)
@@ -395,6 +497,41 @@ def _softmax_impl(x, axis, out, log: bool, name: str):
     return y
 
 
+def _softmax_where(x, axis, out, where, log: bool, name: str):
+    """softmax / log_softmax with a where= mask: the kernel on a copy with
+    -inf at masked elements, then 0 (softmax) or -inf (log_softmax) there."""
+    x = np.asarray(x)
+    wb = _where_mask(where, x.shape, name)
+    fill = -np.inf if log else 0.0
+    _axes(axis, max(x.ndim, 1))                     # AxisError before any work
+    if x.dtype.kind == "c":
+        _, rdt = _complex.complex_dtypes(x.dtype)
+        if out is not None:
+            _check_out(out, x.shape, rdt)
+        y = np.asarray(_softmax_complex(np.where(wb, x, -np.inf), axis, None, log))
+        y = np.where(wb, y, fill).astype(rdt)
+        if out is not None:
+            np.copyto(out, y)
+            return out
+        return y[()] if y.ndim == 0 else y
+    cdt, rdt = _dtypes(x.dtype, name)
+    if out is not None:
+        _check_out(out, x.shape, rdt)
+    xm = _masked_copy(x, wb, cdt, -np.inf)
+    if out is not None and out.dtype == cdt:
+        y = _softmax_impl(xm, axis, out, log, name)     # xm is private: no overlap
+    else:
+        y = _softmax_impl(xm, axis, xm, log, name)      # in place on the copy
+    np.copyto(y, fill, where=~wb)
+    if out is not None:
+        if y is not out:
+            np.copyto(out, y, casting="unsafe")
+        return out
+    if rdt != cdt:
+        y = y.astype(rdt)
+    return y[()] if y.ndim == 0 else y
+
+
 def _softmax_complex(x, axis, out, log: bool):
     """softmax / log_softmax of complex `x` (csoftmax/_complex.py)."""
     _, rdt = _complex.complex_dtypes(x.dtype)
@@ -409,7 +546,7 @@ def _softmax_complex(x, axis, out, log: bool):
     return y[()] if x.ndim == 0 else y
 
 
-def softmax(x, axis=None, *, out=None):
+def softmax(x, axis=None, *, out=None, where=None):
     """Compute the softmax function, ``exp(x) / sum(exp(x))`` along `axis`.
 
     A drop-in replacement for :func:`scipy.special.softmax` (complex input:
@@ -424,12 +561,19 @@ def softmax(x, axis=None, *, out=None):
     out : ndarray, optional
         Array of `x`'s shape and the result dtype to write into; it may be
         `x` itself (in place, no temporary).
+    where : array_like of bool, optional
+        Elements to include, broadcastable to `x`: elements where it is False
+        take no part (as if they were ``-inf``, whatever they hold, NaN
+        included) and are 0 in the result; a fully masked row is all 0, with
+        no NaN and no warning (JAX's ``softmax(where=)``).  A temporary copy
+        of `x` is made; ``where=None`` is the plain path.
 
     Returns
     -------
     s : ndarray
         Same shape as `x`; sums to 1 along `axis`.  A row holding NaN or
-        +inf, or only ``-inf``, becomes NaN (as in SciPy).
+        +inf, or only ``-inf``, becomes NaN (as in SciPy; with `where`, at
+        its unmasked elements).
 
     Examples
     --------
@@ -437,10 +581,12 @@ def softmax(x, axis=None, *, out=None):
     >>> csoftmax.softmax(np.array([0.0, np.log(3.0)]))
     array([0.25, 0.75])
     """
+    if where is not None:
+        return _softmax_where(x, axis, out, where, False, "softmax")
     return _softmax_impl(x, axis, out, False, "softmax")
 
 
-def log_softmax(x, axis=None, *, out=None):
+def log_softmax(x, axis=None, *, out=None, where=None):
     """Compute the logarithm of the softmax function along `axis`.
 
     A drop-in replacement for :func:`scipy.special.log_softmax` (complex
@@ -457,6 +603,11 @@ def log_softmax(x, axis=None, *, out=None):
         Axis or axes to normalise over; default None: the whole array.
     out : ndarray, optional
         Array of `x`'s shape and the result dtype; may be `x` itself.
+    where : array_like of bool, optional
+        Elements to include, broadcastable to `x`: elements where it is False
+        take no part (as if ``-inf``, NaN there included) and are ``-inf`` in
+        the result; a fully masked row is all ``-inf``, with no NaN and no
+        warning (JAX's ``log_softmax(where=)``).
 
     Returns
     -------
@@ -469,6 +620,8 @@ def log_softmax(x, axis=None, *, out=None):
     >>> csoftmax.log_softmax(np.array([1000.0, 1.0]))
     array([   0., -999.])
     """
+    if where is not None:
+        return _softmax_where(x, axis, out, where, True, "log_softmax")
     return _softmax_impl(x, axis, out, True, "log_softmax")
 
 
@@ -751,6 +904,184 @@ def _finish(sp, loss, lse, denom, return_lse, extra=()):
     return (res,) + tuple(extra) if extra else res
 
 
+def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                label_smoothing, z_loss, softcap, return_lse, where, want_grad,
+                grad_scale=1.0, out=None, inplace=False):
+    """cross_entropy[_with_grad] with a where= mask of the classes taking part.
+
+    The kernels run unchanged on a private copy of the logits:
+
+    1. Soft-capping is applied here (NumPy's tanh), before the mask, so that
+       a masked class stays out (the kernel's cap would map -inf to -c); the
+       kernel then runs without it and the gradient gets the chain factor
+       ``1 - tanh(z / c)**2`` afterwards.
+    2. Rows with no unmasked class (and rows whose label is ignore_index)
+       are not counted: loss 0, gradient 0, lse 0, label not checked, not in
+       "mean".  Labels: they become ignored rows.  Soft targets: target row 0,
+       logits row 0, sample weight 0.
+    3. Labels without smoothing (the common case, e.g. a vocabulary mask):
+       masked logits are -inf, so a label on a masked class gives +inf as a
+       -inf logit would.
+    4. Soft targets or label smoothing: the kernel's soft path with explicit
+       targets.  Labels become one-hot rows; smoothing spreads eps over the
+       row's C_r unmasked classes (``eps / C_r`` each, not ``eps / C``:
+       the smoothing mass goes to unmasked classes only, exactly).  The soft
+       path forms ``t_k * (z_k - shift)``, which is NaN for a -inf logit even
+       where t_k = 0; masked logits are therefore a finite value far below the
+       row's unmasked maximum M (``M - (1e4 + |M|)``, clipped to the dtype's
+       range: its exp is exactly 0 in both precisions, so it takes no part).
+       Target mass t_k != 0 at a masked class (after the class weight) is then
+       added to the loss as ``t_k * inf`` (+inf; NaN where t_k is NaN); it
+       still counts in sum(t) for the gradient, as for a -inf logit.  (The
+       one row this cannot express is an unmasked maximum equal to the most
+       negative finite number of the dtype: nothing finite lies below it.
+       Such a row gets -inf at masked classes and so NaN, loudly, rather
+       than a masked class counted as a maximum.)
+    5. The gradient is set to exactly 0 at every masked class.
+    """
+    name = "cross_entropy_with_grad" if want_grad else "cross_entropy"
+    if inplace and out is not None:
+        raise ValueError(f"{name}: give either out= or inplace=True, not both")
+    z_in = logits
+    sp = _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
+                       label_smoothing, z_loss, softcap, name)
+    z, ax, cdt, c = sp.z, sp.ax, sp.cdt, sp.c
+    axes = (ax,)
+    wb = _where_mask(where, z.shape, name)
+    gs0 = gs_arr = None
+    if want_grad:
+        gs0, gs_arr = _upstream(grad_scale, sp, reduction, name)
+        if inplace:
+            if not isinstance(z_in, np.ndarray):
+                raise TypeError("inplace=True needs logits to be a numpy.ndarray")
+            if not z_in.flags.writeable:
+                raise ValueError("inplace=True but logits is read-only")
+            if z_in.dtype.kind != "f":
+                raise ValueError(f"inplace=True needs floating-point logits, got {z_in.dtype}")
+            out = z_in
+        elif out is not None:
+            _check_out(out, z.shape, sp.rdt)
+
+    row_ok = np.any(wb, axis=ax)                     # rows with an unmasked class
+    if sp.soft:
+        counted = row_ok
+        lab = None
+    else:
+        lab = sp.labels
+        ig = sp.ignore_index
+        use_ig = ig is not None and -(2**63) <= ig < 2**63
+        counted = row_ok & (lab != ig) if use_ig else row_ok
+        bad = counted & ((lab < 0) | (lab >= c))
+        if bad.any():                                # (the kernel would not see them all)
+            row = int(np.argmax(bad.reshape(-1)))
+            _raise_label(row, int(lab.reshape(-1)[row]), sp.batch_shape, c)
+        if not counted.all():
+            kig = ig if use_ig else -1               # no counted label is -1
+            lab = np.where(counted, lab, kig)        # a private copy
+            sp.labels, sp.ignore_index = lab, kig
+    cnt_k = np.expand_dims(counted, ax)              # broadcasts along the classes
+
+    zc = _native(z, cdt)
+    chain = None
+    if sp.cap:
+        cap = cdt.type(sp.cap)
+        with np.errstate(over="ignore"):             # z / c beyond the range: tanh = +-1
+            th = np.tanh(zc / cap)
+        zc = cap * th
+        chain = 1 - th * th
+        sp.cap = 0.0
+
+    soft_mode = sp.soft or sp.eps != 0.0
+    if not soft_mode and sp.weight is not None and c:
+        # a label on a masked class with class weight 0 takes no part (its
+        # coefficient is 0), which -inf * 0 in the kernel would make NaN
+        lab_k = np.expand_dims(np.clip(lab, 0, c - 1), ax)
+        y_masked = counted & ~np.take_along_axis(wb, lab_k, axis=ax).squeeze(ax)
+        soft_mode = bool(np.any(y_masked & (sp.weight[lab_k.squeeze(ax)] == 0)))
+
+    # labels: sum s_i w_{y_i} over the counted rows (soft targets: below)
+    denom = _denominator(sp) if reduction == "mean" and not sp.soft else 1.0
+    rows_mm = contrib = None
+    if not soft_mode:
+        sp.z = _masked_copy(zc, wb, cdt, -np.inf)
+        kp = sp
+    else:
+        eps = sp.eps
+        if sp.soft:
+            tq = _native(sp.t, cdt)
+            tq = tq * cdt.type(1.0 - eps) if eps else tq.copy()
+        else:
+            tq = np.zeros(z.shape, dtype=cdt)
+            if c:
+                lab_k = np.expand_dims(np.clip(lab, 0, c - 1), ax)
+                np.put_along_axis(tq, lab_k, cdt.type(1.0 - eps), axis=ax)
+        if eps:
+            c_r = np.maximum(np.sum(wb, axis=ax, keepdims=True), 1)
+            tq += np.where(wb, (eps / c_r).astype(cdt), cdt.type(0))
+        np.copyto(tq, 0, where=~cnt_k)
+        # target mass at masked classes: +inf (NaN for a NaN target)
+        coef = tq if sp.weight is None else tq * np.expand_dims(
+            sp.weight, tuple(i for i in range(z.ndim) if i != ax))
+        mm = ~wb & (coef != 0)
+        rows_mm = np.any(mm, axis=ax)
+        if rows_mm.any():
+            with np.errstate(invalid="ignore"):
+                contrib = np.sum(np.where(mm, coef.astype(np.float64) * np.inf, 0.0), axis=ax)
+        else:
+            rows_mm = None
+        # masked logits: far below the row's unmasked maximum (see 4. above)
+        big = float(np.finfo(cdt).max)
+        m = np.max(np.where(wb, zc, cdt.type(-np.inf)), axis=ax, keepdims=True,
+                   initial=-np.inf)
+        m = m.astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            low = np.where(np.isfinite(m) & (m > -big),
+                           np.maximum(m - (1e4 + np.abs(m)), -big), -np.inf)
+        zk = np.where(wb, zc, low.astype(cdt)).astype(cdt, copy=False)
+        np.copyto(zk, 0, where=~cnt_k)
+        kp = _XentSpec()
+        for f in _XentSpec.__slots__:
+            setattr(kp, f, getattr(sp, f))
+        kp.z, kp.t, kp.soft, kp.labels, kp.eps = zk, tq, True, None, 0.0
+        s = (np.ones(sp.n) if sp.sample_weight is None else sp.sample_weight.copy())
+        s[~counted.reshape(-1)] = 0.0
+        kp.sample_weight = s
+        if sp.soft and reduction == "mean":
+            denom = _denominator(kp)                 # soft: sum of s_i over counted rows
+
+    grad3 = g = None
+    if want_grad:
+        scale, row_gscale = _grad_factors(gs0, gs_arr, kp, reduction, denom)
+        if out is not None:
+            grad3 = _direct_target(out, cdt, axes, kp.z)
+        g = out if grad3 is not None else None
+        if grad3 is None:
+            g, grad3 = _alloc_rows(z.shape, cdt, axes)
+        loss, lse = _run_xent(kp, grad3 if g.size else None, scale, row_gscale, return_lse)
+    else:
+        loss, lse = _run_xent(kp, None, 1.0, None, return_lse)
+
+    if rows_mm is not None:
+        sw = 1.0 if kp.sample_weight is None else kp.sample_weight.reshape(sp.batch_shape)
+        with np.errstate(invalid="ignore"):
+            extra = sw * contrib
+            loss = np.where(rows_mm, np.where(np.isfinite(loss), 0.0, loss) + extra, loss)
+    if lse is not None and soft_mode:
+        lse[~counted.reshape(-1)] = 0.0
+    if not want_grad:
+        return _finish(sp, loss, lse, denom, return_lse)
+    if chain is not None:
+        g *= chain
+    np.copyto(g, 0, where=~wb)
+    if out is not None:
+        if g is not out:
+            np.copyto(out, g, casting="unsafe")
+        grad = out
+    else:
+        grad = g if sp.rdt == cdt else g.astype(sp.rdt)
+    return _finish(sp, loss, lse, denom, return_lse, extra=(grad,))
+
+
 _XENT_PARAMS_DOC = """
     logits : array_like
         Unnormalised scores; classes along `axis`.  float32 and float64 are
@@ -784,12 +1115,30 @@ _XENT_PARAMS_DOC = """
         the gradient includes ``1 - tanh(z / c)**2``.
     return_lse : bool, optional
         Also return the per-sample log-sum-exp (after softcap; 0 for ignored
-        samples), in the result dtype."""
+        samples), in the result dtype.
+    where : array_like of bool, optional
+        The classes taking part, broadcastable to `logits` (per row, or one
+        ``(C,)`` vocabulary mask for every row).  Masked classes are left out
+        as if their (capped) logit were ``-inf``, whatever they hold (NaN
+        included), and their gradient is exactly 0.  A label on a masked
+        class, or soft-target mass there, gives loss +inf as a -inf logit
+        would (NaN with sample weight 0: ``0 * inf``); a term whose
+        coefficient (``(1-eps) w_y``, ``w_c t_c``) is 0 there is left out.  Label
+        smoothing spreads ``eps`` over the row's ``C_r`` unmasked classes
+        (``eps / C_r`` each).  A row with no unmasked class counts as ignored:
+        loss 0, gradient 0, lse 0, label not checked, not in "mean" -- no NaN
+        and no warning.  Implemented in NumPy around the kernels (one masked
+        copy of the logits; dense targets for soft targets and smoothing);
+        ``where=None`` is the plain path."""
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
                   ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
-                  softcap=None, return_lse=False):
+                  softcap=None, return_lse=False, where=None):
+    if where is not None:
+        return _xent_where(logits, target, axis, weight, sample_weight, ignore_index,
+                           reduction, label_smoothing, z_loss, softcap, return_lse, where,
+                           False)
     r = _core.xent_try(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                        label_smoothing, z_loss, softcap, return_lse, 1.0, None, False, False)
     if r is not None:
@@ -838,7 +1187,11 @@ cross_entropy.__doc__ = """Softmax cross-entropy loss with PyTorch's options, in
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
                             ignore_index=-100, reduction="mean", label_smoothing=0.0,
                             z_loss=0.0, softcap=None, return_lse=False, grad_scale=1.0,
-                            out=None, inplace=False):
+                            out=None, inplace=False, where=None):
+    if where is not None:
+        return _xent_where(logits, target, axis, weight, sample_weight, ignore_index,
+                           reduction, label_smoothing, z_loss, softcap, return_lse, where,
+                           True, grad_scale, out, inplace)
     name = "cross_entropy_with_grad"
     r = _core.xent_try(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                        label_smoothing, z_loss, softcap, return_lse, grad_scale, out, inplace,

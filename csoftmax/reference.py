@@ -113,6 +113,27 @@ def _scalar_if_0d(arr):
     return arr[()] if arr.ndim == 0 else arr
 
 
+def _where_mask(where, shape):
+    """``where`` (a boolean array) broadcast to ``shape``, or None.
+
+    The ``where=`` semantics of every function here: elements where the mask
+    is False take no part, as if they were -inf, whatever they hold (NaN
+    included); a row with no element left is "fully masked" and gets the
+    neutral result (logsumexp -inf with sign 0, softmax 0, log_softmax -inf,
+    cross-entropy loss 0 and gradient 0, not counted in "mean").
+    """
+    if where is None:
+        return None
+    w = np.asarray(where)
+    if w.dtype != np.bool_:
+        raise TypeError(f"where must be a boolean array, got dtype {w.dtype}")
+    try:
+        return np.broadcast_to(w, shape)
+    except ValueError:
+        raise ValueError(f"where of shape {w.shape} does not broadcast to the "
+                         f"input's shape {tuple(shape)}") from None
+
+
 # ---------------------------------------------------------------------------
 # logsumexp
 # ---------------------------------------------------------------------------
@@ -172,10 +193,13 @@ def _lse_rows(rows, weights):
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False,
-              *, out=None):
+              *, out=None, where=None):
     """log(sum(b * exp(a))) over ``axis``; see scipy.special.logsumexp.
 
-    ``out`` (optional) receives the lse values (not the sign).
+    ``out`` (optional) receives the lse values (not the sign).  ``where``
+    (boolean, broadcastable to ``a`` (and ``b``)): masked elements are left
+    out, as if ``b`` were 0 there; a row with nothing left gives -inf with
+    sign 0 (also an empty row, where SciPy's sign is -1).
     """
     x = _as_float64(a, "a")
     w = None
@@ -184,9 +208,14 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False,
         x, w = np.broadcast_arrays(x, w)
         w = np.array(w)
         x = np.array(x)
+    mask = _where_mask(where, x.shape)
+    if mask is not None:
+        x = np.where(mask, x, -np.inf)
+        w = None if w is None else np.where(mask, w, 0.0)
     if x.ndim == 0:                      # SciPy works on at least 1-D input
         x = x.reshape(1)
         w = None if w is None else w.reshape(1)
+        mask = None if mask is None else mask.reshape(1)
 
     axes = _axes(axis, x.ndim)
     result_shape = _reduced_shape(x.shape, axes, keepdims)
@@ -203,6 +232,11 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False,
         if not return_sign:
             # A negative sum has no real logarithm.
             lse = np.where(sign < 0, np.nan, lse)
+    if mask is not None:
+        # nothing left in the row: the sum is 0 (JAX's convention: sign 0)
+        empty = ~np.any(mask, axis=axes, keepdims=keepdims)
+        lse = np.where(empty, -np.inf, lse)
+        sign = np.where(empty, 0.0, sign)
 
     if out is not None:
         out[...] = lse
@@ -218,11 +252,18 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False,
 # softmax / log_softmax
 # ---------------------------------------------------------------------------
 
-def softmax(x, axis=None, *, out=None):
+def softmax(x, axis=None, *, out=None, where=None):
     """exp(x) / sum(exp(x)) over ``axis``, shifted by the maximum (SciPy's
     formula).  A row containing NaN or +inf, or made only of -inf, gives an
-    all-NaN row; -inf entries of a row with a finite maximum give 0."""
+    all-NaN row; -inf entries of a row with a finite maximum give 0.
+
+    ``where``: masked elements are computed as -inf and the result there is
+    0, whatever the rest of the row gives (JAX's ``softmax(where=)``); a fully
+    masked row is all 0."""
     z = _as_float64(x, "x")
+    mask = _where_mask(where, z.shape)
+    if mask is not None:
+        z = np.where(mask, z, -np.inf)
     axes = _axes(axis, z.ndim)
     if z.size == 0:
         res = z
@@ -231,6 +272,8 @@ def softmax(x, axis=None, *, out=None):
             z_max = np.max(z, axis=axes, keepdims=True)
             e = np.exp(z - z_max)
             res = e / np.sum(e, axis=axes, keepdims=True)
+    if mask is not None:
+        res = np.where(mask, res, 0.0)
     if out is not None:
         out[...] = res
         return out
@@ -259,11 +302,17 @@ def _log_softmax_last(z):
         return np.where(finite, accurate, scipy_form)
 
 
-def log_softmax(x, axis=None, *, out=None):
+def log_softmax(x, axis=None, *, out=None, where=None):
     """log(softmax(x)): ``(x - max) - log(sum(exp(x - max)))`` with the log
     term in the log1p form (see ``_log_softmax_last``); rows whose maximum is
-    not finite follow SciPy (shift 0, ``tmp - log(sum(exp(tmp)))``)."""
+    not finite follow SciPy (shift 0, ``tmp - log(sum(exp(tmp)))``).
+
+    ``where``: masked elements are computed as -inf and the result there is
+    -inf, whatever the rest of the row gives; a fully masked row is all -inf."""
     z = _as_float64(x, "x")
+    mask = _where_mask(where, z.shape)
+    if mask is not None:
+        z = np.where(mask, z, -np.inf)
     if z.ndim == 0:
         z = z.reshape(1)
         zero_d = True
@@ -281,6 +330,8 @@ def log_softmax(x, axis=None, *, out=None):
                            np.argsort(kept + list(axes)))
     if zero_d:
         res = res.reshape(())
+    if mask is not None:
+        res = np.where(mask, res, -np.inf)
     if out is not None:
         out[...] = res
         return out
@@ -302,7 +353,7 @@ def _check_nonneg(v, shape, name):
 
 def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=None,
                    ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
-                   grad_scale=1.0):
+                   grad_scale=1.0, where=None):
     """Shared implementation, PyTorch's F.cross_entropy semantics plus z-loss,
     soft-capping and sample weights.  Returns (loss, grad, lse) in float64;
     ``grad`` is the gradient of the returned loss times ``grad_scale`` (for
@@ -315,6 +366,16 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
       soft q:    t = w * ((1-e) q + e/C),  l = s [-sum_c t_c log p_c + a lse^2]
     "mean" divides by sum_i s_i w_{y_i} over the samples that are not ignored
     (labels) or by sum_i s_i (soft targets).
+
+    ``where`` (boolean, broadcastable to the logits): the classes where it is
+    False take no part: z' is -inf there (after the soft-cap), so p is 0 and
+    log p is -inf; the smoothing's e/C becomes e/C_r over the row's C_r
+    unmasked classes (the smoothing mass goes to unmasked classes only); a
+    term whose coefficient ((1-e) w_y for a label, t_c for a soft target) is
+    exactly 0 at a masked class is left out, a positive one makes the loss
+    +inf; the gradient is 0 at every masked class.  A row with no unmasked
+    class counts as ignored: loss 0, gradient 0, lse 0, label not checked,
+    not in the "mean".
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(
@@ -340,6 +401,9 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
     gs = np.asarray(grad_scale, dtype=np.float64)
     if gs.ndim and reduction != "none":
         raise ValueError("an array grad_scale needs reduction='none'")
+    mask = _where_mask(where, np.shape(logits))
+    valid = None if mask is None else np.moveaxis(mask, axis, -1)
+    row_valid = None if valid is None else np.any(valid, axis=-1)
 
     with np.errstate(all="ignore"):
         if softcap is not None:
@@ -349,6 +413,8 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
         else:
             zc = z
             chain = 1.0
+        if valid is not None:
+            zc = np.where(valid, zc, -np.inf)
         # (no classes or no samples: nothing to compute, np.max would raise)
         logp = _log_softmax_last(zc) if zc.size else zc.copy()
         # SciPy's softmax (not exp(logp)): a row with NaN or +inf, or all
@@ -366,6 +432,8 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
         flat = t.reshape(-1)
         ignored = (np.zeros(flat.shape, bool) if ignore_index is None
                    else flat == ignore_index)
+        if row_valid is not None:
+            ignored = ignored | ~row_valid.reshape(-1)   # fully masked: ignored
         bad = np.flatnonzero(~ignored & ((flat < 0) | (flat >= n_classes)))
         if bad.size:
             pos = int(bad[0])
@@ -388,15 +456,30 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
             per = (1.0 - eps) * w_y * nll
             W = np.sum(w)
             dper = (1.0 - eps) * w_y[..., None] * (p - onehot)
-            if eps and n_classes:
+            if valid is not None and n_classes:
+                # a label on a masked class with a zero coefficient takes no part
+                y_masked = ~np.take_along_axis(valid, y, axis=-1)[..., 0]
+                per = np.where(y_masked & ((1.0 - eps) * w_y == 0), 0.0, per)
+            if eps and n_classes and valid is None:
                 per = per + (eps / n_classes) * smooth
                 dper = dper + (eps / n_classes) * (W * p - w)
+            elif eps and n_classes:
+                # uniform over the row's unmasked classes: e / C_r each
+                e_r = eps / np.maximum(np.sum(valid, axis=-1), 1)
+                w_valid = np.where(valid, w, 0.0)
+                smooth_r = -np.sum(np.where(valid, w * logp, 0.0), axis=-1)
+                per = per + e_r * smooth_r
+                dper = dper + e_r[..., None] * (
+                    np.sum(w_valid, axis=-1, keepdims=True) * p - w_valid)
             if alpha:
                 per = per + alpha * lse ** 2
                 dper = dper + 2.0 * alpha * lse[..., None] * p
             per = np.where(ignored, 0.0, s * per)
             dper = dper * chain
             grad = np.where(ignored[..., None], 0.0, s[..., None] * dper)
+            if valid is not None:
+                grad = np.where(valid, grad, 0.0)
+                lse = np.where(row_valid, lse, 0.0)
         denom = float(np.sum(np.where(ignored, 0.0, s * w_y)))
     elif t.dtype.kind == "f":
         if t.shape != np.shape(logits):
@@ -404,9 +487,18 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
                 f"soft target must have the shape of the logits "
                 f"{np.shape(logits)}, got {t.shape}")
         q = np.moveaxis(t.astype(np.float64), axis, -1)
-        tt = w * ((1.0 - eps) * q + (eps / n_classes if n_classes else 0.0))
+        if valid is None:
+            tt = w * ((1.0 - eps) * q + (eps / n_classes if n_classes else 0.0))
+        else:
+            # smoothing: e / C_r on each of the row's C_r unmasked classes
+            e_r = eps / np.maximum(np.sum(valid, axis=-1, keepdims=True), 1)
+            tt = w * ((1.0 - eps) * q + np.where(valid, e_r, 0.0))
         with np.errstate(all="ignore"):
-            per = -np.sum(tt * logp, axis=-1)
+            terms = tt * logp
+            if valid is not None:
+                # masked classes: a zero t_c takes no part (not 0 * -inf)
+                terms = np.where(~valid & (tt == 0), 0.0, terms)
+            per = -np.sum(terms, axis=-1)
             dper = np.sum(tt, axis=-1, keepdims=True) * p - tt
             if alpha:
                 per = per + alpha * lse ** 2
@@ -414,7 +506,11 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
             per = s * per
             dper = dper * chain
             grad = s[..., None] * dper
-        denom = float(np.sum(s))
+            if valid is not None:
+                per = np.where(row_valid, per, 0.0)
+                grad = np.where(valid & row_valid[..., None], grad, 0.0)
+                lse = np.where(row_valid, lse, 0.0)
+        denom = float(np.sum(s if valid is None else np.where(row_valid, s, 0.0)))
     else:
         raise TypeError(
             f"target must be an integer (labels) or floating (probabilities) "
@@ -435,10 +531,12 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
                   ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
-                  softcap=None, return_lse=False):
-    """Softmax cross-entropy loss; see ``_cross_entropy``."""
+                  softcap=None, return_lse=False, where=None):
+    """Softmax cross-entropy loss; see ``_cross_entropy`` (``where``: a mask
+    of the classes taking part)."""
     loss, _, lse = _cross_entropy(logits, target, axis, reduction, weight, sample_weight,
-                                  ignore_index, label_smoothing, z_loss, softcap)
+                                  ignore_index, label_smoothing, z_loss, softcap,
+                                  where=where)
     if return_lse:
         return loss, _lse_zero_ignored(lse, target, ignore_index)
     return loss
@@ -446,12 +544,13 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
 
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
                             ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                            z_loss=0.0, softcap=None, return_lse=False, grad_scale=1.0):
+                            z_loss=0.0, softcap=None, return_lse=False, grad_scale=1.0,
+                            where=None):
     """(loss, d loss / d logits[, lse]); for reduction="none" the gradient is that
     of sum_i grad_scale_i * loss_i."""
     loss, grad, lse = _cross_entropy(logits, target, axis, reduction, weight, sample_weight,
                                      ignore_index, label_smoothing, z_loss, softcap,
-                                     grad_scale)
+                                     grad_scale, where=where)
     if return_lse:
         return loss, grad, _lse_zero_ignored(lse, target, ignore_index)
     return loss, grad

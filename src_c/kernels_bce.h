@@ -104,42 +104,85 @@ CSM_INLINE void CSM_H(bce_vec)(V z, V t, V wv, V pv, V *lv, V *gv)
     *gv = wv * (u * sig - pt * nsig);
 }
 
-/* Loads of the weight (stride ws, 0: one value) and pos_weight (stride ps). */
-CSM_INLINE V CSM_H(bce_wload)(const T *w, ptrdiff_t s, ptrdiff_t n)
+/* A row's arrays and options (strides in elements; w / pw NULL: 1). */
+typedef struct {
+    const T *z, *t, *w, *pw;
+    ptrdiff_t zs, ts, ws, pws;
+    T *e, *g;           /* per-element loss / gradient, or NULL */
+    ptrdiff_t es, gs;
+    T g0;
+} CSM_H(bcerow);
+
+/* VL elements from k (n < VL: a padded partial load, pad 0; weights pad 1) */
+CSM_INLINE V CSM_H(bce_ld)(const T *p, ptrdiff_t s, ptrdiff_t n, T pad)
 {
-    if (!w) return VSPLAT(1);
-    if (s == 0) return VSPLAT(*w);
-    return n == VL ? CSM_H(vload)(w, s) : CSM_H(vload_part)(w, s, n, 1);
+    return n == VL ? CSM_H(vload)(p, s) : CSM_H(vload_part)(p, s, n, pad);
 }
 
-static void CSM_H(bce_row)(const T *zr, ptrdiff_t zsc, const T *tr, ptrdiff_t tsc,
-                           const T *wr, ptrdiff_t wsc, const T *pw, ptrdiff_t pws,
-                           ptrdiff_t c, double g0, double *rl, T *er, ptrdiff_t esc,
-                           T *gr, ptrdiff_t gsc)
+/* One step over VL elements at k (n valid); returns the loss vector (lanes
+ * >= n zero).  S: literal 1 when every stride is 1, else 0 (the row's strides);
+ * HW, HP, HE, HG: literal "weight / pos_weight / eloss / grad present". */
+CSM_INLINE V CSM_H(bce_step)(const CSM_H(bcerow) rw, ptrdiff_t k, ptrdiff_t n, const int S,
+                             const int HW, const int HP, const int HE, const int HG)
 {
-    const V vg0 = VSPLAT((T)g0);
+    const ptrdiff_t zs = S ? 1 : rw.zs, ts = S ? 1 : rw.ts, es = S ? 1 : rw.es,
+                    gs = S ? 1 : rw.gs;
+    V z = CSM_H(bce_ld)(rw.z + k * zs, zs, n, 0);
+    V t = CSM_H(bce_ld)(rw.t + k * ts, ts, n, 0);
+    V wv = VSPLAT(1), pv = VSPLAT(1);
+    if (HW) wv = rw.ws == 0 ? VSPLAT(*rw.w) : CSM_H(bce_ld)(rw.w + k * rw.ws, rw.ws, n, 1);
+    if (HP) pv = rw.pws == 0 ? VSPLAT(*rw.pw) : CSM_H(bce_ld)(rw.pw + k * rw.pws, rw.pws, n, 1);
+    V lv, gv;
+    CSM_H(bce_vec)(z, t, wv, pv, &lv, &gv);
+    if (HE) {
+        if (n == VL) CSM_H(vstore)(rw.e + k * es, es, lv);
+        else CSM_H(vstore_part)(rw.e + k * es, es, n, lv);
+    }
+    if (HG) {
+        gv = gv * VSPLAT(rw.g0);
+        if (n == VL) CSM_H(vstore)(rw.g + k * gs, gs, gv);
+        else CSM_H(vstore_part)(rw.g + k * gs, gs, n, gv);
+    }
+    return n == VL ? lv : CSM_H(vkeep)(lv, n);
+}
+
+/* The row: whole vectors in blocks of CSM_BCE_BLK, each block's losses summed
+ * in the vector type and then added to the double lanes (a short, fixed
+ * order: float32 error of 8 terms per lane, not of the whole row). */
+#define CSM_BCE_BLK 8
+CSM_INLINE double CSM_H(bce_row_k)(const CSM_H(bcerow) rw, ptrdiff_t c, const int S,
+                                   const int HW, const int HP, const int HE, const int HG)
+{
     CSM_H(bacc) a0, a1;
     memset(&a0, 0, sizeof a0);
     memset(&a1, 0, sizeof a1);
-    for (ptrdiff_t k = 0; k < c; k += VL) {
-        const ptrdiff_t n = c - k < VL ? c - k : VL;
-        V z = n == VL ? CSM_H(vload)(zr + k * zsc, zsc) : CSM_H(vload_part)(zr + k * zsc, zsc, n, 0);
-        V t = n == VL ? CSM_H(vload)(tr + k * tsc, tsc) : CSM_H(vload_part)(tr + k * tsc, tsc, n, 0);
-        V wv = CSM_H(bce_wload)(wr ? wr + k * wsc : NULL, wsc, n);
-        V pv = CSM_H(bce_wload)(pw ? pw + k * pws : NULL, pws, n);
-        V lv, gv;
-        CSM_H(bce_vec)(z, t, wv, pv, &lv, &gv);
-        if (rl) CSM_H(bce_acc)(&a0, &a1, CSM_H(vkeep)(lv, n));
-        if (er) {
-            if (n == VL) CSM_H(vstore)(er + k * esc, esc, lv);
-            else CSM_H(vstore_part)(er + k * esc, esc, n, lv);
-        }
-        if (gr) {
-            if (n == VL) CSM_H(vstore)(gr + k * gsc, gsc, gv * vg0);
-            else CSM_H(vstore_part)(gr + k * gsc, gsc, n, gv * vg0);
-        }
+    ptrdiff_t k = 0;
+    while (k + VL <= c) {
+        V blk = VSPLAT(0);
+        for (int b = 0; b < CSM_BCE_BLK && k + VL <= c; b++, k += VL)
+            blk += CSM_H(bce_step)(rw, k, VL, S, HW, HP, HE, HG);
+        CSM_H(bce_acc)(&a0, &a1, blk);
     }
-    if (rl) *rl = CSM_H(bce_accsum)(a0 + a1);
+    if (k < c) CSM_H(bce_acc)(&a0, &a1, CSM_H(bce_step)(rw, k, c - k, S, HW, HP, HE, HG));
+    return CSM_H(bce_accsum)(a0 + a1);
+}
+
+/* bce_row_k with the flags as literals: one branch-free loop per case. */
+static double CSM_H(bce_row)(const CSM_H(bcerow) *rw, ptrdiff_t c)
+{
+    const int s1 = rw->zs == 1 && rw->ts == 1 && (!rw->e || rw->es == 1)
+                   && (!rw->g || rw->gs == 1);
+#define CSM_BR(S, HW, HP)                                                      \
+    return rw->g ? (rw->e ? CSM_H(bce_row_k)(*rw, c, S, HW, HP, 1, 1)          \
+                          : CSM_H(bce_row_k)(*rw, c, S, HW, HP, 0, 1))         \
+                 : (rw->e ? CSM_H(bce_row_k)(*rw, c, S, HW, HP, 1, 0)          \
+                          : CSM_H(bce_row_k)(*rw, c, S, HW, HP, 0, 0));
+    if (s1) {
+        if (rw->w) { if (rw->pw) { CSM_BR(1, 1, 1) } else { CSM_BR(1, 1, 0) } }
+        else { if (rw->pw) { CSM_BR(1, 0, 1) } else { CSM_BR(1, 0, 0) } }
+    }
+    CSM_BR(0, rw->w != NULL, rw->pw != NULL)
+#undef CSM_BR
 }
 
 int CSM_FN(csm_bce)(csm_shape sh, const T *z, csm_strides zs, const T *t, csm_strides ts,
@@ -160,12 +203,24 @@ int CSM_FN(csm_bce)(csm_shape sh, const T *z, csm_strides zs, const T *t, csm_st
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
         const T *tr = t + i0 * ts.s0 + i1 * ts.s1;
-        int ok = 1;
-        for (ptrdiff_t k = 0; k < c && ok; k += VL) {
-            const ptrdiff_t n = c - k < VL ? c - k : VL;
-            V v = n == VL ? CSM_H(vload)(tr + k * ts.sc, ts.sc)
-                          : CSM_H(vload_part)(tr + k * ts.sc, ts.sc, n, 0);
-            ok = CSM_H(bce_tok)(v, n);
+        int ok;
+        {
+            U acc = VLMASK(VL);
+            ptrdiff_t k = 0;
+            if (ts.sc == 1) {
+                for (; k + VL <= c; k += VL) {
+                    V v = CSM_H(vload)(tr + k, 1);
+                    acc &= VMASK(v >= VSPLAT(0)) & VMASK(v <= VSPLAT(1));
+                }
+            } else {
+                for (; k + VL <= c; k += VL) {
+                    V v = CSM_H(vload)(tr + k * ts.sc, ts.sc);
+                    acc &= VMASK(v >= VSPLAT(0)) & VMASK(v <= VSPLAT(1));
+                }
+            }
+            ok = !VANYM(acc ^ VLMASK(VL));
+            if (ok && k < c)
+                ok = CSM_H(bce_tok)(CSM_H(vload_part)(tr + k * ts.sc, ts.sc, c - k, 0), c - k);
         }
         if (ok) continue;
         for (ptrdiff_t k = 0; k < c; k++) {
@@ -185,11 +240,22 @@ int CSM_FN(csm_bce)(csm_shape sh, const T *z, csm_strides zs, const T *t, csm_st
     CSM_PARALLEL_FOR(nrows, nrows * c)
     for (ptrdiff_t r = 0; r < nrows; r++) {
         CSM_ROW_INDEX(r, sh, i0, i1);
-        CSM_H(bce_row)(z + i0 * zs.s0 + i1 * zs.s1, zs.sc, t + i0 * ts.s0 + i1 * ts.s1, ts.sc,
-                       w ? w + i0 * ws.s0 + i1 * ws.s1 : NULL, ws.sc, pw, opt->pws, c,
-                       opt->grad_scale, rowloss ? rowloss + i0 * rls.s0 + i1 * rls.s1 : NULL,
-                       eloss ? eloss + i0 * els.s0 + i1 * els.s1 : NULL, els.sc,
-                       grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL, gs.sc);
+        CSM_H(bcerow) rw;
+        rw.z = z + i0 * zs.s0 + i1 * zs.s1;
+        rw.t = t + i0 * ts.s0 + i1 * ts.s1;
+        rw.w = w ? w + i0 * ws.s0 + i1 * ws.s1 : NULL;
+        rw.pw = pw;
+        rw.zs = zs.sc;
+        rw.ts = ts.sc;
+        rw.ws = ws.sc;
+        rw.pws = opt->pws;
+        rw.e = eloss ? eloss + i0 * els.s0 + i1 * els.s1 : NULL;
+        rw.g = grad ? grad + i0 * gs.s0 + i1 * gs.s1 : NULL;
+        rw.es = els.sc;
+        rw.gs = gs.sc;
+        rw.g0 = (T)opt->grad_scale;
+        const double l = CSM_H(bce_row)(&rw, c);
+        if (rowloss) rowloss[i0 * rls.s0 + i1 * rls.s1] = l;
     }
     return CSM_OK;
 }

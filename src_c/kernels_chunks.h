@@ -172,10 +172,19 @@ CSM_INLINE void CSM_H(seg_expsum)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys,
         else for (int j = 0; j < (NX); j++) nm += is_[j];                    \
         if (bnd) VEXPBN(d_, e_, NX);                                         \
         else for (int j = 0; j < (NX); j++) e_[j] = VEXP(d_[j]);             \
+        if (ent) {        /* a short tree per step: one add on the loop chain */ \
+            V dl_[NX];                                                       \
+            for (int j = 0; j < (NX); j++) {                                 \
+                dl_[j] = d_[j];                                              \
+                if (!bnd) dl_[j] = VMAX(dl_[j], vlo);                        \
+            }                                                                \
+            V ep_ = e_[0] * dl_[0];                                          \
+            for (int j = 1; j < (NX); j++) ep_ = VMADD(e_[j], dl_[j], ep_);  \
+            eacc += ep_;                                                     \
+        }                                                                    \
         for (int j = 0; j < (NX); j++) {                                     \
             if (j % 2) acc1 += e_[j] - is_[j];                               \
             else acc0 += e_[j] - is_[j];                                     \
-            if (ent) eacc = VMADD(e_[j], VMAX(d_[j], vlo), eacc);            \
             if (store) CSM_H(vstore)(y + ((k) + j * VL) * ys, ys, e_[j]);    \
         }                                                                    \
     } while (0)

@@ -50,10 +50,12 @@ CSM_INLINE void CSM_H(kl_merge)(CSM_H(klsum) *a, int first, double md, double cc
     }
 }
 
-/* Chunk sums: see Design 1.  kind: literal 0 (logits) / 1 (log-probs). */
+/* Chunk sums: see Design 1.  kind: literal 0 (logits) / 1 (log-probs).  bs, bt:
+ * literal "every exp argument of the student / teacher lies in VEXPB's range". */
+#define CSM_KLX(B, x) ((B) ? VEXPB(x) : VEXP(x))
 CSM_INLINE void CSM_H(kl_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff_t ts,
                                ptrdiff_t len, T shs, T ms, T sht, T mt, T invT,
-                               const int kind, double out[5])
+                               const int kind, const int bs, const int bt, double out[5])
 {
     const V zero = VSPLAT(0), vi = VSPLAT(invT);
     const V vshs = VSPLAT(shs), vms = VSPLAT(ms), vsht = VSPLAT(sht), vmt = VSPLAT(mt);
@@ -64,12 +66,12 @@ CSM_INLINE void CSM_H(kl_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff_t ts
         V vt = n == VL ? CSM_H(vload)(t + i * ts, ts)
                        : CSM_H(vload_part)(t + i * ts, ts, n, kind ? -(T)INFINITY : mt);
         V ds = (vs - vshs) * vi;
-        V es = VEXP(ds);
+        V es = CSM_KLX(bs, ds);
         V is = VIS1(vs, vms);
         V ea, da, term;
         if (kind == 0) {
             da = (vt - vsht) * vi;
-            ea = VEXP(da);
+            ea = CSM_KLX(bt, da);
             V it = VIS1(vt, vmt);
             at += CSM_H(vkeep)(ea - it, n);
             nt += CSM_H(vkeep)(it, n);
@@ -95,7 +97,7 @@ CSM_INLINE void CSM_H(kl_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff_t ts
 /* Gradient over len elements: g = fq exp((s - Ms)/T) - fp p. */
 CSM_INLINE void CSM_H(kl_grad_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff_t ts,
                                     T *g, ptrdiff_t gs, ptrdiff_t len, T Ms, T Mt, T invT,
-                                    T fq, T fp, const int kind)
+                                    T fq, T fp, const int kind, const int bs, const int bt)
 {
     const V vi = VSPLAT(invT), vMs = VSPLAT(Ms), vMt = VSPLAT(Mt);
     const V vfq = VSPLAT(fq), vfp = VSPLAT(fp);
@@ -104,8 +106,8 @@ CSM_INLINE void CSM_H(kl_grad_seg)(const T *s, ptrdiff_t ss, const T *t, ptrdiff
         const ptrdiff_t n = len - i < VL ? len - i : VL;
         V vs = n == VL ? CSM_H(vload)(s + i * ss, ss) : CSM_H(vload_part)(s + i * ss, ss, n, 0);
         V vt = n == VL ? CSM_H(vload)(t + i * ts, ts) : CSM_H(vload_part)(t + i * ts, ts, n, 0);
-        V q = VEXP((vs - vMs) * vi);
-        V p = kind == 0 ? VEXP((vt - vMt) * vi) : VEXP(vt);
+        V q = CSM_KLX(bs, (vs - vMs) * vi);
+        V p = kind == 0 ? CSM_KLX(bt, (vt - vMt) * vi) : VEXP(vt);
         V gv = q * vfq - p * vfp;
         if (n == VL) CSM_H(vstore)(g + i * gs, gs, gv);
         else CSM_H(vstore_part)(g + i * gs, gs, n, gv);
@@ -123,23 +125,38 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
     double shs_c[CSM_MAXCH], sht_c[CSM_MAXCH], d_c[CSM_MAXCH], a_c[CSM_MAXCH];
     int tninf_c[CSM_MAXCH];
     T Ms = -(T)INFINITY, Mt = -(T)INFINITY;     /* the row maxima, unscaled */
+    T mns = (T)INFINITY, mnt = (T)INFINITY;     /* and minima (NaN ignored) */
     int special = c == 0;
     for (ptrdiff_t q = 0; q < nch && !special; q++) {
         const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
         const T *sc = sr + k0 * ssc, *tc = tr + k0 * tsc;
-        T mn, ms, mt = 0;
-        ms = ssc == 1 ? CSM_H(seg_maxmin)(sc, 1, len, &mn) : CSM_H(seg_maxmin)(sc, ssc, len, &mn);
+        T mn_s, mn_t = 0, ms, mt = 0;
+        ms = ssc == 1 ? CSM_H(seg_maxmin)(sc, 1, len, &mn_s)
+                      : CSM_H(seg_maxmin)(sc, ssc, len, &mn_s);
         if (kind == 0)
-            mt = tsc == 1 ? CSM_H(seg_maxmin)(tc, 1, len, &mn)
-                          : CSM_H(seg_maxmin)(tc, tsc, len, &mn);
+            mt = tsc == 1 ? CSM_H(seg_maxmin)(tc, 1, len, &mn_t)
+                          : CSM_H(seg_maxmin)(tc, tsc, len, &mn_t);
+        mns = mn_s < mns ? mn_s : mns;
+        mnt = mn_t < mnt ? mn_t : mnt;
+        /* chunk exps without clamps when every argument is in VEXPB's range */
+        const int bs = ms > -(T)INFINITY && ((double)mn_s - (double)ms) * invT >= VEXPB_LO;
+        const int bt = kind == 0 && mt > -(T)INFINITY
+                       && ((double)mn_t - (double)mt) * invT >= VEXPB_LO;
         if (ms == (T)INFINITY || mt == (T)INFINITY) {
             special = 1;
             break;
         }
         const T shs = ms == -(T)INFINITY ? (T)0 : ms, sht = mt == -(T)INFINITY ? (T)0 : mt;
         double o[5];
-        if (ssc == 1 && tsc == 1) CSM_H(kl_seg)(sc, 1, tc, 1, len, shs, ms, sht, mt, invT, kind, o);
-        else CSM_H(kl_seg)(sc, ssc, tc, tsc, len, shs, ms, sht, mt, invT, kind, o);
+#define CSM_KLS(SS, TS, BS, BT) \
+    CSM_H(kl_seg)(sc, SS, tc, TS, len, shs, ms, sht, mt, invT, kind, BS, BT, o)
+        if (ssc == 1 && tsc == 1) {
+            if (bs) { if (bt) CSM_KLS(1, 1, 1, 1); else CSM_KLS(1, 1, 1, 0); }
+            else { if (bt) CSM_KLS(1, 1, 0, 1); else CSM_KLS(1, 1, 0, 0); }
+        } else {
+            CSM_KLS(ssc, tsc, 0, 0);
+        }
+#undef CSM_KLS
         if (ms == -(T)INFINITY) { o[0] += o[1]; o[1] = 0.0; }
         if (kind == 0 && mt == -(T)INFINITY) { o[2] += o[3]; o[3] = 0.0; }
         CSM_H(kl_merge)(&st, q == 0, ms == -(T)INFINITY ? -INFINITY : (double)ms * invT, o[1], o[0]);
@@ -187,14 +204,21 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
     if (kind == 1) Mt = 0;
     const double g0 = Tmp * gfac;
     const T fq = (T)(g0 * P / Ss), fp = (T)(kind == 0 ? g0 / St : g0);
+    const int bs = ((double)mns - (double)Ms) * invT >= VEXPB_LO;
+    const int bt = kind == 0 && ((double)mnt - (double)Mt) * invT >= VEXPB_LO;
+#define CSM_KLG(BS, BT) CSM_H(kl_grad_seg)(sr + k0, 1, tr + k0, 1, gr + k0, 1, len, Ms, Mt, \
+                                           invT, fq, fp, kind, BS, BT)
     for (ptrdiff_t q = 0; q < nch; q++) {
         const ptrdiff_t k0 = q * K, len = c - k0 < K ? c - k0 : K;
-        if (ssc == 1 && tsc == 1 && gsc == 1)
-            CSM_H(kl_grad_seg)(sr + k0, 1, tr + k0, 1, gr + k0, 1, len, Ms, Mt, invT, fq, fp, kind);
-        else
+        if (ssc == 1 && tsc == 1 && gsc == 1) {
+            if (bs) { if (bt) CSM_KLG(1, 1); else CSM_KLG(1, 0); }
+            else { if (bt) CSM_KLG(0, 1); else CSM_KLG(0, 0); }
+        } else {
             CSM_H(kl_grad_seg)(sr + k0 * ssc, ssc, tr + k0 * tsc, tsc, gr + k0 * gsc, gsc, len,
-                               Ms, Mt, invT, fq, fp, kind);
+                               Ms, Mt, invT, fq, fp, kind, 0, 0);
+        }
     }
+#undef CSM_KLG
 }
 
 int CSM_FN(csm_kl_div)(csm_shape sh, const T *s, csm_strides ss, const T *t, csm_strides ts,

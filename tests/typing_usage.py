@@ -73,6 +73,8 @@ def main() -> None:
     same = csoftmax.softmax(x64, axis=1, out=x64)               # in place
     assert_type(same, NDArray[np.float64])
     assert same is x64
+    vocab = np.arange(5) < 4                                     # where=: a class mask
+    assert_type(csoftmax.softmax(x64, axis=1, where=vocab), NDArray[np.float64])
 
     # ------------------------------------------------------------------ cross_entropy
     z = rng.standard_normal((8, 5)).astype(np.float32)
@@ -114,6 +116,8 @@ def main() -> None:
     zi = x64.copy()
     _, gi = csoftmax.cross_entropy_with_grad(zi, labels, inplace=True)
     assert gi is zi
+    lw, gw = csoftmax.cross_entropy_with_grad(x64, labels % 4, where=np.arange(5) < 4)
+    assert_type(gw, NDArray[np.float64])
     lg, gg = csoftmax.cross_entropy_with_grad([[0.0, 1.0, 2.0]], [2])
     assert_type(lg, np.floating[Any])
     assert_type(gg, NDArray[np.floating[Any]])
