@@ -10,6 +10,8 @@ buffers, ``read`` = ``np.max`` over the flattened logits.
 Two runs: ``run_bench`` (a table per N x C shape, every peer) and
 ``run_sweep`` (float32 throughput against the number of classes C at a fixed
 N*C, the data of ``csoftmax bench --plot``; ``plot_sweep`` draws it).
+``csoftmax bench --layouts`` (``_bench_layouts``) and ``--losses``
+(``_bench_losses``, the losses of issue 16 with its targets) are further runs.
 Matplotlib is imported only inside ``plot_sweep`` (``pip install
 "csoftmax[bench]"``); nothing here needs it otherwise.
 """
@@ -606,12 +608,14 @@ def bench_main(argv: list[str]) -> int:
         prog="csoftmax bench", description="csoftmax against peers and memory floors",
         epilog="--plot PATH runs the class sweep (float32, C in --classes, N*C about --elems) "
                "instead of the shape table (give --shapes to run both) and needs matplotlib "
-               "(--layouts likewise replaces the shape table) "
+               "(--layouts and --losses likewise replace the shape table; with --losses, "
+               "--shapes are the loss shapes) "
                "(pip install \"csoftmax[bench]\"); with --json both runs' raw rows go to one "
-               "file (keys \"rows\" and \"sweep\").  Progress goes to stderr.")
+               "file (keys \"rows\", \"sweep\", \"layouts\", \"losses\").  Progress goes to stderr.")
     p.add_argument("--shapes", default=None,
                    help="comma-separated NxC list, e.g. 4096x1000,65536x10 (default: the issue's five)")
-    p.add_argument("--dtypes", default="float32,float64", help="dtypes of the shape table")
+    p.add_argument("--dtypes", default=None,
+                   help="dtypes of the shape table (default float32,float64; float32 with --losses)")
     p.add_argument("--threads", default="1",
                    help="comma-separated thread counts, e.g. 1,2 (the sweep uses the first)")
     p.add_argument("--reps", type=int, default=None,
@@ -624,11 +628,20 @@ def bench_main(argv: list[str]) -> int:
     p.add_argument("--layouts", action="store_true",
                    help="run the layout table instead: (N, C, H, W) with axis=1, axis=0 "
                         "reductions, F-ordered arrays, against PyTorch, SciPy and the floors")
+    p.add_argument("--losses", action="store_true",
+                   help="run the loss table instead: binary cross-entropy, distillation KL, "
+                        "token log-probabilities against PyTorch, the NumPy idiom and the "
+                        "floors, with issue 16's targets judged PASS/MISS")
+    from csoftmax._bench_losses import add_arguments as _loss_arguments
+    _loss_arguments(p, bench=True)
     p.add_argument("--classes", default=",".join(str(c) for c in SWEEP_CLASSES),
                    help="class counts of the sweep (default %(default)s)")
     p.add_argument("--elems", type=int, default=SWEEP_ELEMS,
                    help="N*C per sweep problem, N = round(elems / C) (default %(default)s)")
     a = p.parse_args(argv)
+    if (a.smoke or a.bce_shapes) and not a.losses:
+        p.error("--smoke and --bce-shapes go with --losses")
+    dtypes = tuple((a.dtypes or "float32,float64").split(","))
     if a.plot:
         _import_matplotlib()        # fail now, not after the sweep
     out = sys.stderr if a.json == "-" else sys.stdout
@@ -639,10 +652,14 @@ def bench_main(argv: list[str]) -> int:
     payload: dict[str, Any] = {"config": None, "cold": not a.warm}
     if a.layouts:
         from csoftmax._bench_layouts import run_layouts
-        payload["layouts"] = run_layouts(dtypes=tuple(a.dtypes.split(",")), threads=threads,
+        payload["layouts"] = run_layouts(dtypes=dtypes, threads=threads,
                                          reps=a.reps or 11, cold=not a.warm, out=out)
-    if (shapes is not None or not a.plot) and not (a.layouts and shapes is None):
-        payload["rows"] = run_bench(shapes=shapes, dtypes=tuple(a.dtypes.split(",")),
+    if a.losses:
+        from csoftmax._bench_losses import run_from_args
+        payload["losses"] = run_from_args(a, out)
+        payload["cold"] = not (a.warm or a.smoke)
+    elif (shapes is not None or not a.plot) and not (a.layouts and shapes is None):
+        payload["rows"] = run_bench(shapes=shapes, dtypes=dtypes,
                                     threads=threads, reps=a.reps or 11, cold=not a.warm, out=out)
     if a.plot:
         classes = tuple(int(c) for c in a.classes.split(","))
