@@ -311,7 +311,10 @@ def _kl(student_logits, teacher, axis, temperature, teacher_kind, reduction, mas
     kind = 0
     tc = _native(t, cdt)
     if teacher_kind == "probs":
-        if tc.size and not np.all((tc >= 0) & (tc <= 1)):
+        ok = (tc >= 0) & (tc <= 1)
+        if rm is not None:          # masked rows are never read: not checked either
+            ok |= ~np.expand_dims(rm.reshape(batch_shape).astype(bool), ax)
+        if tc.size and not np.all(ok):
             raise ValueError(f"{name}: teacher probabilities must lie in [0, 1] (found values "
                              f"outside, or NaN)")
         with np.errstate(divide="ignore"):

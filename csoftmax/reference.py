@@ -1032,7 +1032,7 @@ def token_logprobs(logits, labels, *, axis=-1, return_entropy=False, ignore_inde
     row_shape, C = z.shape[:-1], z.shape[-1]
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iu":
-        raise ValueError(f"labels must be an integer array, got dtype {lab.dtype}")
+        raise TypeError(f"labels must be an integer array, got dtype {lab.dtype}")
     if lab.shape != row_shape:
         raise ValueError(f"labels must have the row shape {row_shape}, got {lab.shape}")
     flat = lab.reshape(-1)

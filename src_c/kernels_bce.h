@@ -83,25 +83,44 @@ CSM_INLINE int CSM_H(bce_tok)(V v, ptrdiff_t n)
     return !VANYM((ok & all) ^ all);
 }
 
-/* One vector of the loss and gradient: z, t, weights wv (1 when none) and pv. */
-CSM_INLINE void CSM_H(bce_vec)(V z, V t, V wv, V pv, V *lv, V *gv)
+/*
+ * nx (a literal, 1..2) vectors of the loss and gradient: z, t, weights wv (1 when
+ * none) and pv.  Written stage by stage across the vectors, so that their long
+ * dependency chains (exp, the divisions, the log1p series: ~120 cycles) overlap
+ * in program order (GCC does not schedule them before register allocation, see
+ * csm_exp.h); the operations, and so the bits, are those of nx separate vectors.
+ * exp(-|z|) is the clamp-free exp on max(-|z|, LO) (NaN kept), redone with the
+ * full exp for a vector with some |z| beyond -LO (rare: a branch).
+ */
+CSM_INLINE void CSM_H(bce_vecn)(const V *z, const V *t, const V *wv, const V *pv, V *lv,
+                                V *gv, const int nx)
 {
-    const V zero = VSPLAT(0), one = VSPLAT(1);
+    const V zero = VSPLAT(0), one = VSPLAT(1), lo = VSPLAT((T)VEXPB_LO);
     const U sgn = CSM_BITS(U, VSPLAT(-0.0));
-    V a = CSM_FROMBITS(V, CSM_BITS(U, z) & ~sgn);
-    V e = VEXP(-a);
-    V l = CSM_H(vlog1p01)(e);
-    V r = one / (one + e);
-    V er = e * r;
-    U pos = VMASK(z >= zero);                   /* NaN: not pos (both sides NaN anyway) */
-    V sig = VSEL(pos, r, er), nsig = VSEL(pos, er, r);
-    V spz = VMAX(z, zero) + l, spn = VMAX(-z, zero) + l;
-    V u = one - t, pt = pv * t;
-    /* terms with factor exactly 0 are left out (0 * inf) */
-    V tp = CSM_FROMBITS(V, CSM_BITS(U, pt * spn) & VMASK(t != zero));
-    V tn = CSM_FROMBITS(V, CSM_BITS(U, u * spz) & VMASK(u != zero));
-    *lv = wv * (tp + tn);
-    *gv = wv * (u * sig - pt * nsig);
+    V a[2], x[2], e[2], l[2], r[2];
+    for (int j = 0; j < nx; j++) {
+        a[j] = CSM_FROMBITS(V, CSM_BITS(U, z[j]) & ~sgn);
+        x[j] = VMAX(lo, -a[j]);                     /* NaN stays NaN */
+    }
+    VEXPBN(x, e, nx);
+    for (int j = 0; j < nx; j++)
+        if (VANYM(VMASK(-a[j] < lo))) e[j] = VEXP(-a[j]);
+    for (int j = 0; j < nx; j++) {
+        l[j] = CSM_H(vlog1p01)(e[j]);
+        r[j] = one / (one + e[j]);
+    }
+    for (int j = 0; j < nx; j++) {
+        V er = e[j] * r[j];
+        U pos = VMASK(z[j] >= zero);                /* NaN: not pos (both sides NaN anyway) */
+        V sig = VSEL(pos, r[j], er), nsig = VSEL(pos, er, r[j]);
+        V spz = VMAX(z[j], zero) + l[j], spn = VMAX(-z[j], zero) + l[j];
+        V u = one - t[j], pt = pv[j] * t[j];
+        /* terms with factor exactly 0 are left out (0 * inf) */
+        V tp = CSM_FROMBITS(V, CSM_BITS(U, pt * spn) & VMASK(t[j] != zero));
+        V tn = CSM_FROMBITS(V, CSM_BITS(U, u * spz) & VMASK(u != zero));
+        lv[j] = wv[j] * (tp + tn);
+        gv[j] = wv[j] * (u * sig - pt * nsig);
+    }
 }
 
 /* A row's arrays and options (strides in elements; w / pw NULL: 1). */
@@ -119,37 +138,48 @@ CSM_INLINE V CSM_H(bce_ld)(const T *p, ptrdiff_t s, ptrdiff_t n, T pad)
     return n == VL ? CSM_H(vload)(p, s) : CSM_H(vload_part)(p, s, n, pad);
 }
 
-/* One step over VL elements at k (n valid); returns the loss vector (lanes
- * >= n zero).  S: literal 1 when every stride is 1, else 0 (the row's strides);
- * HW, HP, HE, HG: literal "weight / pos_weight / eloss / grad present". */
-CSM_INLINE V CSM_H(bce_step)(const CSM_H(bcerow) rw, ptrdiff_t k, ptrdiff_t n, const int S,
-                             const int HW, const int HP, const int HE, const int HG)
+/* One step over nx (literal) vectors at k, n valid elements in the last (n < VL
+ * only with nx == 1); returns the sum of their loss vectors (lanes >= n zero).
+ * S: literal 1 when every stride is 1, else 0 (the row's strides); HW, HP, HE,
+ * HG: literal "weight / pos_weight / eloss / grad present". */
+CSM_INLINE V CSM_H(bce_step)(const CSM_H(bcerow) rw, ptrdiff_t k, ptrdiff_t n, const int nx,
+                             const int S, const int HW, const int HP, const int HE,
+                             const int HG)
 {
     const ptrdiff_t zs = S ? 1 : rw.zs, ts = S ? 1 : rw.ts, es = S ? 1 : rw.es,
                     gs = S ? 1 : rw.gs;
-    V z = CSM_H(bce_ld)(rw.z + k * zs, zs, n, 0);
-    V t = CSM_H(bce_ld)(rw.t + k * ts, ts, n, 0);
-    V wv = VSPLAT(1), pv = VSPLAT(1);
-    if (HW) wv = rw.ws == 0 ? VSPLAT(*rw.w) : CSM_H(bce_ld)(rw.w + k * rw.ws, rw.ws, n, 1);
-    if (HP) pv = rw.pws == 0 ? VSPLAT(*rw.pw) : CSM_H(bce_ld)(rw.pw + k * rw.pws, rw.pws, n, 1);
-    V lv, gv;
-    CSM_H(bce_vec)(z, t, wv, pv, &lv, &gv);
-    if (HE) {
-        if (n == VL) CSM_H(vstore)(rw.e + k * es, es, lv);
-        else CSM_H(vstore_part)(rw.e + k * es, es, n, lv);
+    V z[2], t[2], wv[2], pv[2], lv[2], gv[2];
+    for (int j = 0; j < nx; j++) {
+        const ptrdiff_t kj = k + j * VL;
+        z[j] = CSM_H(bce_ld)(rw.z + kj * zs, zs, n, 0);
+        t[j] = CSM_H(bce_ld)(rw.t + kj * ts, ts, n, 0);
+        wv[j] = pv[j] = VSPLAT(1);
+        if (HW) wv[j] = rw.ws == 0 ? VSPLAT(*rw.w) : CSM_H(bce_ld)(rw.w + kj * rw.ws, rw.ws, n, 1);
+        if (HP) pv[j] = rw.pws == 0 ? VSPLAT(*rw.pw)
+                                    : CSM_H(bce_ld)(rw.pw + kj * rw.pws, rw.pws, n, 1);
     }
-    if (HG) {
-        gv = gv * VSPLAT(rw.g0);
-        if (n == VL) CSM_H(vstore)(rw.g + k * gs, gs, gv);
-        else CSM_H(vstore_part)(rw.g + k * gs, gs, n, gv);
+    CSM_H(bce_vecn)(z, t, wv, pv, lv, gv, nx);
+    V sum = VSPLAT(0);
+    for (int j = 0; j < nx; j++) {
+        const ptrdiff_t kj = k + j * VL;
+        if (HE) {
+            if (n == VL) CSM_H(vstore)(rw.e + kj * es, es, lv[j]);
+            else CSM_H(vstore_part)(rw.e + kj * es, es, n, lv[j]);
+        }
+        if (HG) {
+            V g = gv[j] * VSPLAT(rw.g0);
+            if (n == VL) CSM_H(vstore)(rw.g + kj * gs, gs, g);
+            else CSM_H(vstore_part)(rw.g + kj * gs, gs, n, g);
+        }
+        sum += n == VL ? lv[j] : CSM_H(vkeep)(lv[j], n);
     }
-    return n == VL ? lv : CSM_H(vkeep)(lv, n);
+    return sum;
 }
 
-/* The row: whole vectors in blocks of CSM_BCE_BLK, each block's losses summed
- * in the vector type and then added to the double lanes (a short, fixed
+/* The row: pairs of whole vectors in blocks of CSM_BCE_BLK, each block's losses
+ * summed in the vector type and then added to the double lanes (a short, fixed
  * order: float32 error of 8 terms per lane, not of the whole row). */
-#define CSM_BCE_BLK 8
+#define CSM_BCE_BLK 4
 CSM_INLINE double CSM_H(bce_row_k)(const CSM_H(bcerow) rw, ptrdiff_t c, const int S,
                                    const int HW, const int HP, const int HE, const int HG)
 {
@@ -157,13 +187,16 @@ CSM_INLINE double CSM_H(bce_row_k)(const CSM_H(bcerow) rw, ptrdiff_t c, const in
     memset(&a0, 0, sizeof a0);
     memset(&a1, 0, sizeof a1);
     ptrdiff_t k = 0;
-    while (k + VL <= c) {
+    while (k + 2 * VL <= c) {
         V blk = VSPLAT(0);
-        for (int b = 0; b < CSM_BCE_BLK && k + VL <= c; b++, k += VL)
-            blk += CSM_H(bce_step)(rw, k, VL, S, HW, HP, HE, HG);
+        for (int b = 0; b < CSM_BCE_BLK && k + 2 * VL <= c; b++, k += 2 * VL)
+            blk += CSM_H(bce_step)(rw, k, VL, 2, S, HW, HP, HE, HG);
         CSM_H(bce_acc)(&a0, &a1, blk);
     }
-    if (k < c) CSM_H(bce_acc)(&a0, &a1, CSM_H(bce_step)(rw, k, c - k, S, HW, HP, HE, HG));
+    for (; k < c; k += VL) {
+        const ptrdiff_t n = c - k < VL ? c - k : VL;
+        CSM_H(bce_acc)(&a0, &a1, CSM_H(bce_step)(rw, k, n, 1, S, HW, HP, HE, HG));
+    }
     return CSM_H(bce_accsum)(a0 + a1);
 }
 

@@ -957,8 +957,21 @@ def test_token_logprobs_bad_input(name, kw):
     for re in (False, True):
         with pytest.raises(exc):
             csoftmax.token_logprobs(z, lab, return_entropy=re, **kw)
-    with pytest.raises(ValueError):
+    with pytest.raises(exc):
         ref.token_logprobs(z, lab, **kw)
+
+
+def test_kl_probs_masked_rows_not_checked():
+    """A masked row is never read, so probabilities outside [0, 1] there are no error."""
+    s = np.zeros((3, 3))
+    p = np.full((3, 3), 1 / 3)
+    p[1] = 2.0
+    m = np.array([True, False, True])
+    got = csoftmax.kl_div(s, p, teacher_kind="probs", mask=m)
+    want = ref.kl_div(s, p, teacher_kind="probs", mask=m)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError):
+        csoftmax.kl_div(s, p, teacher_kind="probs")
 
 
 def test_token_logprobs_bad_label_message_names_sample():
