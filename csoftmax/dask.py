@@ -340,11 +340,19 @@ class _Opts:
         self.eps, self.alpha, self.softcap = sp.eps, sp.alpha, softcap
         self.has_sw = has_sw
 
-    def spec(self, labels, sw, batch):
-        """The block's _SliceSpec (labels checked against all C classes)."""
-        return _partial._slice_spec(self.cdt, batch, self.C, labels, self.weight, sw,
-                                    self.ignore_index, "none", self.eps, self.alpha,
-                                    self.softcap, f"csoftmax.dask.{self.name}")
+    def spec(self, labels, sw, batch, offs=None):
+        """The block's _SliceSpec (labels checked against all C classes).  offs: the
+        block's first row in the whole array; a bad label is reported with it.  Every
+        task that reads a block's labels checks them here, so whichever of them the
+        scheduler runs first reports the same error."""
+        try:
+            return _partial._slice_spec(self.cdt, batch, self.C, labels, self.weight, sw,
+                                        self.ignore_index, "none", self.eps, self.alpha,
+                                        self.softcap, f"csoftmax.dask.{self.name}")
+        except ValueError as e:
+            if offs is None:
+                raise
+            raise _loc_error(e, offs) from None
 
 
 def _offs(block_id, row_starts):
@@ -355,28 +363,27 @@ def _xent_state_block(b, lab, o, starts, row_starts, nt, block_id=None):
     with _Limit(nt):
         b, x3 = _rows_block(b, o.cdt)
         lab = np.asarray(lab)[..., 0]
-        try:
-            ss = o.spec(lab, None, b.shape[:-1])
-        except ValueError as e:
-            raise _loc_error(e, _offs(block_id, row_starts)) from None
+        ss = o.spec(lab, None, b.shape[:-1], _offs(block_id, row_starts))
         out = _partial._states(x3, ss, starts[block_id[-1]])
     return _as_struct(out.reshape(b.shape[:-1] + (1, _NF)))
 
 
-def _loss_from_state(st, lab, sw, o):
+def _loss_from_state(st, lab, sw, o, row_starts, block_id=None):
     """Per-row float64 loss from merged states."""
     f = _as_f64(st)
-    ss = o.spec(np.asarray(lab), None if sw is None else np.asarray(sw), f.shape[:-1])
+    ss = o.spec(np.asarray(lab), None if sw is None else np.asarray(sw), f.shape[:-1],
+                _offs(block_id, row_starts))
     loss, _, _ = _partial._row_terms(ss, f.reshape(-1, _NF), False)
     return loss.reshape(f.shape[:-1])
 
 
-def _grad_merged_block(b, st, lab, sw, den, o, grad_scale, starts, nt, block_id=None):
+def _grad_merged_block(b, st, lab, sw, den, o, grad_scale, starts, row_starts, nt,
+                       block_id=None):
     with _Limit(nt):
         b, x3 = _rows_block(b, o.cdt)
         lab = np.asarray(lab)[..., 0]
         swb = None if sw is None else np.asarray(sw)[..., 0]
-        ss = o.spec(lab, swb, b.shape[:-1])
+        ss = o.spec(lab, swb, b.shape[:-1], _offs(block_id, row_starts))
         scale = _scale(grad_scale, o.reduction, den)
         gsr = None if swb is None else ss.sp.sample_weight
         _, _, mrg = _partial._row_terms(ss, _as_f64(st).reshape(-1, _NF), True, scale, gsr)
@@ -393,12 +400,13 @@ def _scale(grad_scale, reduction, den):
     return grad_scale * (1.0 / den) if den else math.nan     # as _api._grad_factors
 
 
-def _den_block(lab, sw, o):
+def _den_block(lab, sw, o, row_starts, block_id=None):
     """The block's part of the "mean" denominator (sum of s_i w_{y_i} over counted
     rows), by the one-piece code (_api._raw_denominator) on the block's spec, as a
     (1, ..., 1) array."""
     lab = np.asarray(lab)
-    ss = o.spec(lab, None if sw is None else np.asarray(sw), lab.shape)
+    ss = o.spec(lab, None if sw is None else np.asarray(sw), lab.shape,
+                _offs(block_id, row_starts))
     return np.full((1,) * lab.ndim, _api._raw_denominator(ss.sp))
 
 
@@ -476,7 +484,7 @@ def _xent(logits, target, axis, weight, sample_weight, ignore_index, reduction,
     row_starts = tuple(_starts(c) for c in xm.chunks[:-1])
     den = None
     if reduction == "mean":
-        d_blocks = da.map_blocks(_den_block, lab, sw, o, dtype=np.float64,
+        d_blocks = da.map_blocks(_den_block, lab, sw, o, row_starts, dtype=np.float64,
                                  chunks=tuple((1,) * len(c) for c in lab.chunks),
                                  meta=np.empty((0,) * (nd - 1)), token="csoftmax-den")
         den = d_blocks.sum()
@@ -501,12 +509,14 @@ def _xent(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                                chunks=xm.chunks[:-1] + ((1,) * xm.numblocks[-1],),
                                meta=np.empty((0,) * nd, _SDT), token="csoftmax-xent-state")
         merged = _merge_tree(states, se)
-        loss_rows = da.map_blocks(_loss_from_state, merged, lab, sw, o, dtype=np.float64,
+        loss_rows = da.map_blocks(_loss_from_state, merged, lab, sw, o, row_starts,
+                                  dtype=np.float64,
                                   meta=np.empty((0,) * (nd - 1)), token="csoftmax-loss")
         if want_grad:
             grad = da.map_blocks(_grad_merged_block, xm, merged[..., None], lab[..., None],
                                  None if sw is None else sw[..., None],
-                                 den if den is not None else 1.0, o, gs, starts, nt,
+                                 den if den is not None else 1.0, o, gs, starts,
+                                 row_starts, nt,
                                  dtype=o.rdt, meta=np.empty((0,) * nd, o.rdt),
                                  token="csoftmax-grad")
     if reduction == "none":

@@ -366,3 +366,25 @@ def test_stub_matches_runtime():
                 assert p.default is inspect.Parameter.empty, (name, p.name)
             else:
                 assert ast.literal_eval(d) == p.default, (name, p.name)
+
+
+def test_bad_label_position_from_every_task():
+    """Whichever task reads a block's labels first reports the block's position:
+    the threaded scheduler may run the "mean" denominator, the state, the loss or
+    the gradient task first (an ASan run got the denominator's bare message)."""
+    x = np.zeros((8, 10))
+    lab = np.zeros(8, int)
+    lab[6] = 10
+    for cch in (10, 5):
+        X = da.from_array(x, chunks=(4, cch))
+        loss, grad = cd.cross_entropy_with_grad(X, lab)
+        dsk = {**dict(loss.__dask_graph__()), **dict(grad.__dask_graph__())}
+        seen = set()
+        for key in dsk:                     # each task computed on its own
+            name = str(key[0] if isinstance(key, tuple) else key)
+            try:
+                dask.get(dsk, key)
+            except ValueError as e:
+                assert "out of range" in str(e) and "first row is at (4,)" in str(e), (name, e)
+                seen.add(name.rsplit("-", 1)[0])            # without the token
+        assert {"csoftmax-den", "csoftmax-loss", "csoftmax-grad"} <= seen, seen
