@@ -8,6 +8,7 @@
  *   csm_vexpbn_D(x, e, nx) nx of those at once, interleaved
  *   csm_vctanh_D(z, c, ic) c tanh(z ic), the soft-cap (see there)
  *   csm_vlog1p_f64(s)      log1p for s >= 0, to finish short rows
+ *   csm_vlog1p01_D(u)      log1p for u in [0, 1] (the binary cross-entropy's softplus)
  *
  * The exp (both precisions).  Clamp x (NaN passes through untouched),
  * n = round(x / ln2) by the 1.5 * 2^p "shifter", r = x - n ln2 with a two-part
@@ -298,5 +299,33 @@ CSM_INLINE csm_v_f64 csm_vlog1p_f64(csm_v_f64 s)
     return (hi + lo) + (s - s);        /* (s - s) carries a NaN through */
 #undef S_
 }
+
+/*
+ * log1p(u) for u in [0, 1] (or NaN): the softplus log1p(exp(-|z|)) of the binary
+ * cross-entropy.  float32: 2 atanh(s), s = u / (2 + u) in [0, 1/3], the odd series
+ * to s^15 (truncation below 1.5e-9 relative), evaluated in float32: about 3 ULP
+ * by its roundings (s, the series, the final multiply-add) -- not swept on its own;
+ * tests/test_losses.py checks the losses built on it against a float64 reference.
+ * float64: csm_vlog1p_f64 (2 ULP).
+ */
+CSM_INLINE csm_v_f32 csm_vlog1p01_f32(csm_v_f32 u)
+{
+#define S_(c) csm_splat_f32(c)
+    csm_v_f32 s = u / (S_(2.0f) + u);
+    csm_v_f32 w = s * s;
+    csm_v_f32 p = S_(1.0f / 15.0f);
+    p = csm_madd_f32(p, w, S_(1.0f / 13.0f));
+    p = csm_madd_f32(p, w, S_(1.0f / 11.0f));
+    p = csm_madd_f32(p, w, S_(1.0f / 9.0f));
+    p = csm_madd_f32(p, w, S_(1.0f / 7.0f));
+    p = csm_madd_f32(p, w, S_(1.0f / 5.0f));
+    p = csm_madd_f32(p, w, S_(1.0f / 3.0f));
+    p = p * w;
+    csm_v_f32 s2 = s + s;
+    return csm_madd_f32(s2, p, s2);
+#undef S_
+}
+
+CSM_INLINE csm_v_f64 csm_vlog1p01_f64(csm_v_f64 u) { return csm_vlog1p_f64(u); }
 
 #endif /* CSM_EXP_H */

@@ -41,6 +41,35 @@ static inline double csm_expdiff(double a, double b)
     return a == b ? 1.0 : exp(a - b);
 }
 
+/*
+ * The running state of a log-sum-exp taken in parts (the row pass's chunks, the
+ * partial family's slices, the KL's chunks): max M, count of elements equal to
+ * M, sum s of the others' exp((x - M) * scale).  csm_lse_merge adds a part (its
+ * max md, count cc, sum cs relative to md); first: the state is empty.  A part
+ * or state of only -inf (M = -inf, cnt 0, s 0 or NaN) merges without NaN from
+ * -inf - -inf: exp(-inf) = 0 scales it away, keeping a NaN it carries.
+ */
+typedef struct { double M, cnt, s; } csm_lsest;
+
+static inline void csm_lse_merge(csm_lsest *a, int first, double md, double cc, double cs,
+                                 double scale)
+{
+    if (first) {
+        a->M = md;
+        a->cnt = cc;
+        a->s = cs;
+    } else if (md > a->M) {
+        a->s = cs + (a->cnt + a->s) * exp((a->M - md) * scale);
+        a->cnt = cc;
+        a->M = md;
+    } else if (md == a->M) {
+        a->cnt += cc;
+        a->s += cs;
+    } else {
+        a->s += (cc + cs) * exp((md - a->M) * scale);
+    }
+}
+
 /* Rows * classes above which the row loop is split over OpenMP threads. */
 #define CSM_PAR_MIN ((ptrdiff_t)1 << 17)
 

@@ -425,7 +425,6 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
         tz_c[q] = tzv;
         if (ent) ea_c[q] = eav;
     )
-    double M = -INFINITY, cnt = 0.0, s = 0.0;
     st->special = 0;
     st->pinf = 0;
     st->K = K;
@@ -440,23 +439,10 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
             return;
         }
     }
-    for (ptrdiff_t q = 0; q < nch; q++) {
-        const double md = (double)cm[q], cs = cs_c[q], cc = cc_c[q];
-        if (q == 0) {
-            s = cs;
-            cnt = cc;
-            M = md;
-        } else if (md > M) {
-            s = cs + (cnt + s) * exp(M - md);
-            cnt = cc;
-            M = md;
-        } else if (md == M) {
-            cnt += cc;
-            s += cs;
-        } else {
-            s += (cc + cs) * exp(md - M);
-        }
-    }
+    csm_lsest a = {-INFINITY, 0.0, 0.0};
+    for (ptrdiff_t q = 0; q < nch; q++)
+        csm_lse_merge(&a, q == 0, (double)cm[q], cc_c[q], cs_c[q], 1.0);
+    const double M = a.M, cnt = a.cnt, s = a.s;
     st->M = M;
     st->cnt = cnt;
     st->s = s;

@@ -37,6 +37,7 @@ typedef CSM_T CSM_H(csm_t);
 #define VEXP CSM_CAT2(csm_vexp, CSM_SFX)
 #define VEXPB CSM_CAT2(csm_vexpb, CSM_SFX)
 #define VEXPBN CSM_CAT2(csm_vexpbn, CSM_SFX)
+#define VLOG1P01 CSM_CAT2(csm_vlog1p01, CSM_SFX)
 #define VMADD CSM_CAT2(csm_madd, CSM_SFX)
 /* soft-caps for which x' - max >= -2c (|tanh| <= 1 + 1e-6) stays within VEXPB's range */
 #define CSM_EXPB_MAXCAP (-0.49 * VEXPB_LO)

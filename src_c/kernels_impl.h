@@ -84,6 +84,7 @@
 #undef VEXP
 #undef VEXPB
 #undef VEXPBN
+#undef VLOG1P01
 #undef VMADD
 #undef CSM_EXPB_MAXCAP
 #undef VLMASK

@@ -26,37 +26,6 @@
  *      gets NaN loss and gradient; a masked row 0 and 0, not read.
  */
 
-typedef struct {
-    double M, cnt, s;       /* a softmax's running max (unscaled), count, rest */
-} CSM_H(klsum);
-
-/* merge a chunk (max md, count cc, rest cs; exps of (x - max) / T) into a running
- * sum.  Maxima stay unscaled: only their differences are divided by T, so the
- * rounding of |x| / T never reaches a result. */
-CSM_INLINE void CSM_H(kl_merge)(CSM_H(klsum) *a, int first, double md, double cc, double cs,
-                                double invT)
-{
-    if (md == -INFINITY) {          /* an all -inf chunk: 0, or NaN if it held one */
-        a->s += cs * 0.0;
-        if (first) a->M = -INFINITY;
-        return;
-    }
-    if (first || a->M == -INFINITY) {
-        a->s = cs + (first ? 0.0 : a->s);
-        a->cnt = cc;
-        a->M = md;
-    } else if (md > a->M) {
-        a->s = cs + (a->cnt + a->s) * exp((a->M - md) * invT);
-        a->cnt = cc;
-        a->M = md;
-    } else if (md == a->M) {
-        a->cnt += cc;
-        a->s += cs;
-    } else {
-        a->s += (cc + cs) * exp((md - a->M) * invT);
-    }
-}
-
 /* Chunk sums: see Design 1.  kind: literal 0 (logits) / 1 (log-probs).  bs, bt:
  * literal "every exp argument of the student / teacher lies in VEXPB's range". */
 #define CSM_KLX(B, x) ((B) ? VEXPB(x) : VEXP(x))
@@ -131,7 +100,10 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
 {
     const ptrdiff_t K = csm_chunk_len(c), nch = (c + K - 1) / K;
     const T invT = (T)(1.0 / Tmp);
-    CSM_H(klsum) st = {-INFINITY, 0.0, 0.0}, tt = {-INFINITY, 0.0, 0.0};
+    /* the softmaxes' running states (csm_lse_merge), maxima unscaled: only their
+     * differences are divided by T, so the rounding of |x| / T never reaches a
+     * result */
+    csm_lsest st = {-INFINITY, 0.0, 0.0}, tt = {-INFINITY, 0.0, 0.0};
     double P = 0.0, D = 0.0;
     double shs_c[CSM_MAXCH], sht_c[CSM_MAXCH], d_c[CSM_MAXCH], a_c[CSM_MAXCH];
     int tninf_c[CSM_MAXCH];
@@ -175,9 +147,9 @@ static void CSM_H(kl_row)(const T *sr, ptrdiff_t ssc, const T *tr, ptrdiff_t tsc
         sninf_c[q] = ms == -(T)INFINITY;
         if (ms == -(T)INFINITY) { o[0] += o[1]; o[1] = 0.0; }
         if (kind == 0 && mt == -(T)INFINITY) { o[2] += o[3]; o[3] = 0.0; }
-        CSM_H(kl_merge)(&st, q == 0, (double)ms, o[1], o[0], (double)invT);
+        csm_lse_merge(&st, q == 0, (double)ms, o[1], o[0], (double)invT);
         if (kind == 0)
-            CSM_H(kl_merge)(&tt, q == 0, (double)mt, o[3], o[2], (double)invT);
+            csm_lse_merge(&tt, q == 0, (double)mt, o[3], o[2], (double)invT);
         else
             P += o[2];
         Ms = ms > Ms ? ms : Ms;

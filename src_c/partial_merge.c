@@ -26,7 +26,8 @@ int csm_partial_merge(ptrdiff_t nparts, ptrdiff_t nrows, const double *part, ptr
 {
     if (nparts < 0 || nrows < 0) return CSM_ERR_ARG;
     for (ptrdiff_t r = 0; r < nrows; r++) {
-        double M = -INFINITY, cnt = 0.0, s = 0.0, zt = 0.0, tsum = 0.0, tdot = 0.0;
+        csm_lsest a = {-INFINITY, 0.0, 0.0};
+        double zt = 0.0, tsum = 0.0, tdot = 0.0;
         int nan = 0, pinf = 0;
         for (ptrdiff_t i = 0; i < nparts; i++) {
             const double *p = part + i * pp + r * pr;
@@ -38,43 +39,28 @@ int csm_partial_merge(ptrdiff_t nparts, ptrdiff_t nrows, const double *part, ptr
             if (nan || pinf) continue;
             /* the smoothing sums, relative to the new shift */
             const double shi = md > -INFINITY ? md : 0.0;
-            if (i == 0 || md > M) {
-                const double shn = shi, sho = M > -INFINITY ? M : 0.0;
-                tdot = (i == 0 ? 0.0 : tsum * (shn - sho) + tdot) + F(p, 5);
-                if (i == 0) {
-                    s = cs;
-                    cnt = cc;
-                } else {
-                    s = cs + (cnt + s) * exp(M - md);
-                    cnt = cc;
-                }
-                M = md;
-            } else {
-                const double sh = M > -INFINITY ? M : 0.0;
+            const double sh = a.M > -INFINITY ? a.M : 0.0;
+            if (i == 0 || md > a.M)
+                tdot = (i == 0 ? 0.0 : tsum * (shi - sh) + tdot) + F(p, 5);
+            else
                 tdot += F(p, 4) * (sh - shi) + F(p, 5);
-                if (md == M) {
-                    cnt += cc;
-                    s += cs;
-                } else {
-                    s += (cc + cs) * exp(md - M);
-                }
-            }
+            csm_lse_merge(&a, i == 0, md, cc, cs, 1.0);
             tsum += F(p, 4);
         }
         double *o = out + r * orow;
         ptrdiff_t fs = of;
         if (nan) {
-            M = NAN;
-            cnt = 0.0;
-            s = NAN;
+            a.M = NAN;
+            a.cnt = 0.0;
+            a.s = NAN;
         } else if (pinf) {
-            M = INFINITY;
-            cnt = 1.0;
-            s = 0.0;
+            a.M = INFINITY;
+            a.cnt = 1.0;
+            a.s = 0.0;
         }
-        F(o, 0) = M;
-        F(o, 1) = cnt;
-        F(o, 2) = s;
+        F(o, 0) = a.M;
+        F(o, 1) = a.cnt;
+        F(o, 2) = a.s;
         F(o, 3) = zt;
         F(o, 4) = tsum;
         F(o, 5) = tdot;
