@@ -14,6 +14,7 @@ misaligned, byte-swapped or of another dtype) is a contiguous copy made.
 """
 from __future__ import annotations
 
+import copy
 import math
 import operator
 
@@ -184,9 +185,11 @@ def _check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") 
     return out
 
 
-def _grad_out(z_in, out, inplace: bool, shape, rdt: np.dtype):
+def _grad_out(z_in, out, inplace: bool, shape, rdt: np.dtype, name: str):
     """Where a gradient goes: the logits themselves (inplace=True, checked), a
     checked `out`, or None (a new array)."""
+    if inplace and out is not None:
+        raise ValueError(f"{name}: give either out= or inplace=True, not both")
     if inplace:
         if not isinstance(z_in, np.ndarray):
             raise TypeError("inplace=True needs logits to be a numpy.ndarray")
@@ -304,6 +307,26 @@ def _logsumexp_where(a, axis, b, keepdims, return_sign, out, where):
     empty = ~np.any(wb.reshape(sh1), axis=axes, keepdims=keepdims)
     sgn = np.where(empty, 0.0, sgn).astype(rdt)
     return res, (sgn[()] if sgn.ndim == 0 else sgn)
+
+
+def _grad_rows(out, z: np.ndarray, cdt: np.dtype, axes):
+    """(gradient array, its row view): `out` itself when the kernel can write it
+    directly (see _direct_target), else a new array, copied into `out` by
+    _finish_grad."""
+    grad3 = _direct_target(out, cdt, axes, z) if out is not None else None
+    if grad3 is not None:
+        return out, grad3
+    return _alloc_rows(z.shape, cdt, axes)
+
+
+def _finish_grad(g: np.ndarray, out, rdt: np.dtype):
+    """The gradient as returned: `out` (filled from `g` if the kernel wrote a
+    temporary), or `g` in the result dtype."""
+    if out is not None:
+        if g is not out:
+            np.copyto(out, g, casting="unsafe")
+        return out
+    return g if g.dtype == rdt else g.astype(rdt)
 
 
 # --------------------------------------------------------------------------- logsumexp
@@ -525,7 +548,7 @@ def _softmax_where(x, axis, out, where, log: bool, name: str):
         if out is not None:
             _check_out(out, x.shape, rdt)
         y = np.asarray(_softmax_complex(np.where(wb, x, -np.inf), axis, None, log))
-        y = np.where(wb, y, fill).astype(rdt)
+        y = np.where(wb, y, fill).astype(rdt, copy=False)
         if out is not None:
             np.copyto(out, y)
             return out
@@ -776,6 +799,28 @@ def _labels_int64(t: np.ndarray, c: int, sp=None) -> np.ndarray:
     return lab
 
 
+def _label_rows(labels: np.ndarray, n0: int, n1: int, ignore_index, batch_shape, c: int,
+                grad3=None):
+    """What a label kernel takes: the (n0, n1) int64 labels (copied when they live
+    in the gradient's memory: the kernel reads row i's label after earlier rows
+    were written), its ignore value and use_ignore (off for an ignore_index no int64
+    label can equal).  With no classes every label that is not ignored is bad:
+    raised here, as no kernel runs."""
+    lab2 = _rows2(labels, n0, n1)
+    if lab2 is None:
+        lab2 = np.ascontiguousarray(labels).reshape(n0, n1)
+    if grad3 is not None and np.may_share_memory(lab2, grad3):
+        lab2 = lab2.copy()
+    use_ignore = ignore_index is not None and -(2**63) <= ignore_index < 2**63
+    ig = ignore_index if use_ignore else 0
+    if c == 0:
+        bad = lab2 != ig if use_ignore else np.ones(lab2.shape, bool)
+        if bad.any():
+            row = int(np.argmax(bad.reshape(-1)))
+            _raise_label(row, int(lab2.reshape(-1)[row]), batch_shape, c)
+    return lab2, ig, use_ignore
+
+
 def _denominator(sp: _XentSpec) -> float:
     """What "mean" divides by (PyTorch): sum of s_i * w_{y_i} over counted samples.
 
@@ -841,22 +886,9 @@ def _run_xent(sp: _XentSpec, grad3, grad_scale: float, row_gscale, want_lse: boo
         t3 = _rows3_in(tt, axes)
         _core.xent_soft_rows(z3, t3, l2, grad3, grad_scale, **kw)
         return loss, lse
-    lab2 = _rows2(sp.labels, sp.n0, sp.n1)
-    if lab2 is None:
-        lab2 = np.ascontiguousarray(sp.labels).reshape(sp.n0, sp.n1)
-    if grad3 is not None and np.may_share_memory(lab2, grad3):
-        # labels living in the gradient's memory (out= or the in-place logits):
-        # the kernel reads row i's label after earlier rows were written
-        lab2 = lab2.copy()
-    use_ignore = sp.ignore_index is not None
-    ig = sp.ignore_index if use_ignore else 0
-    if not (-(2**63) <= ig < 2**63):
-        use_ignore, ig = False, 0          # no int64 label can equal it
+    lab2, ig, use_ignore = _label_rows(sp.labels, sp.n0, sp.n1, sp.ignore_index,
+                                       sp.batch_shape, sp.c, grad3)
     if sp.c == 0:
-        bad = lab2 != ig if use_ignore else np.ones(lab2.shape, bool)
-        if bad.any():
-            row = int(np.argmax(bad.reshape(-1)))
-            _raise_label(row, int(lab2.reshape(-1)[row]), sp.batch_shape, sp.c)
         return loss, lse
     z3 = _rows3_in(_native(sp.z, sp.cdt), axes)
     try:
@@ -956,8 +988,6 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
     5. The gradient is set to exactly 0 at every masked class.
     """
     name = "cross_entropy_with_grad" if want_grad else "cross_entropy"
-    if inplace and out is not None:
-        raise ValueError(f"{name}: give either out= or inplace=True, not both")
     z_in = logits
     sp = _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
                        label_smoothing, z_loss, softcap, name)
@@ -967,7 +997,7 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
     gs0 = gs_arr = None
     if want_grad:
         gs0, gs_arr = _upstream(grad_scale, sp, reduction, name)
-        out = _grad_out(z_in, out, inplace, z.shape, sp.rdt)
+        out = _grad_out(z_in, out, inplace, z.shape, sp.rdt, name)
 
     row_ok = np.any(wb, axis=ax)                     # rows with an unmasked class
     if sp.soft:
@@ -994,8 +1024,10 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
         cap = cdt.type(sp.cap)
         with np.errstate(over="ignore"):             # z / c beyond the range: tanh = +-1
             th = np.tanh(zc / cap)
-        zc = cap * th
-        chain = 1 - th * th
+        if want_grad:
+            chain = 1 - th * th
+        th *= cap                                    # (a private array: zc is th)
+        zc = th
         sp.cap = 0.0
 
     soft_mode = sp.soft or sp.eps != 0.0
@@ -1009,6 +1041,7 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
     # labels: sum s_i w_{y_i} over the counted rows (soft targets: below)
     denom = _denominator(sp) if reduction == "mean" and not sp.soft else 1.0
     rows_mm = contrib = None
+    nw = ~wb                                         # the masked elements
     if not soft_mode:
         sp.z = _masked_copy(zc, wb, cdt, -np.inf)
         kp = sp
@@ -1029,7 +1062,7 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
         # target mass at masked classes: +inf (NaN for a NaN target)
         coef = tq if sp.weight is None else tq * np.expand_dims(
             sp.weight, tuple(i for i in range(z.ndim) if i != ax))
-        mm = ~wb & (coef != 0)
+        mm = nw & (coef != 0)
         rows_mm = np.any(mm, axis=ax)
         if rows_mm.any():
             with np.errstate(invalid="ignore"):
@@ -1038,17 +1071,14 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
             rows_mm = None
         # masked logits: far below the row's unmasked maximum (see 4. above)
         big = float(np.finfo(cdt).max)
-        m = np.max(np.where(wb, zc, cdt.type(-np.inf)), axis=ax, keepdims=True,
-                   initial=-np.inf)
-        m = m.astype(np.float64)
+        zk = _masked_copy(zc, wb, cdt, -np.inf)
+        m = np.max(zk, axis=ax, keepdims=True, initial=-np.inf).astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             low = np.where(np.isfinite(m) & (m > -big),
                            np.maximum(m - (1e4 + np.abs(m)), -big), -np.inf)
-        zk = np.where(wb, zc, low.astype(cdt)).astype(cdt, copy=False)
+        np.copyto(zk, low.astype(cdt), where=nw)
         np.copyto(zk, 0, where=~cnt_k)
-        kp = _XentSpec()
-        for f in _XentSpec.__slots__:
-            setattr(kp, f, getattr(sp, f))
+        kp = copy.copy(sp)
         kp.z, kp.t, kp.soft, kp.labels, kp.eps = zk, tq, True, None, 0.0
         s = (np.ones(sp.n) if sp.sample_weight is None else sp.sample_weight.copy())
         s[~counted.reshape(-1)] = 0.0
@@ -1059,11 +1089,7 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
     grad3 = g = None
     if want_grad:
         scale, row_gscale = _grad_factors(gs0, gs_arr, kp, reduction, denom)
-        if out is not None:
-            grad3 = _direct_target(out, cdt, axes, kp.z)
-        g = out if grad3 is not None else None
-        if grad3 is None:
-            g, grad3 = _alloc_rows(z.shape, cdt, axes)
+        g, grad3 = _grad_rows(out, kp.z, cdt, axes)
         loss, lse = _run_xent(kp, grad3 if g.size else None, scale, row_gscale, return_lse)
     else:
         loss, lse = _run_xent(kp, None, 1.0, None, return_lse)
@@ -1079,14 +1105,8 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
         return _finish(sp, loss, lse, denom, return_lse)
     if chain is not None:
         g *= chain
-    np.copyto(g, 0, where=~wb)
-    if out is not None:
-        if g is not out:
-            np.copyto(out, g, casting="unsafe")
-        grad = out
-    else:
-        grad = g if sp.rdt == cdt else g.astype(sp.rdt)
-    return _finish(sp, loss, lse, denom, return_lse, extra=(grad,))
+    np.copyto(g, 0, where=nw)
+    return _finish(sp, loss, lse, denom, return_lse, extra=(_finish_grad(g, out, sp.rdt),))
 
 
 _XENT_PARAMS_DOC = """
@@ -1125,7 +1145,8 @@ _XENT_PARAMS_DOC = """
         samples), in the result dtype.
     where : array_like of bool, optional
         The classes taking part, broadcastable to `logits` (per row, or one
-        ``(C,)`` vocabulary mask for every row).  Masked classes are left out
+        vocabulary mask for every row: ``(C,)`` when the class axis is last,
+        ``(C, 1, ...)`` otherwise -- NumPy broadcasting aligns trailing axes).  Masked classes are left out
         as if their (capped) logit were ``-inf``, whatever they hold (NaN
         included), and their gradient is exactly 0.  A label on a masked
         class, or soft-target mass there, gives loss +inf as a -inf logit
@@ -1205,34 +1226,19 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weig
                        True)
     if r is not None:
         return r
-    if inplace and out is not None:
-        raise ValueError(f"{name}: give either out= or inplace=True, not both")
     z_in = logits
     sp = _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
                        label_smoothing, z_loss, softcap, name)
     z = sp.z
     axes = (sp.ax,)
     gs0, gs_arr = _upstream(grad_scale, sp, reduction, name)
-    out = _grad_out(z_in, out, inplace, z.shape, sp.rdt)
+    out = _grad_out(z_in, out, inplace, z.shape, sp.rdt, name)
 
     denom = _denominator(sp) if reduction == "mean" else 1.0
     scale, row_gscale = _grad_factors(gs0, gs_arr, sp, reduction, denom)
-    grad3 = None
-    if out is not None:
-        # None when the kernel cannot write `out` directly (not a row view,
-        # misaligned, partial overlap): a temporary is used and copied back.
-        grad3 = _direct_target(out, sp.cdt, axes, z)
-    g = out if grad3 is not None else None
-    if grad3 is None:
-        g, grad3 = _alloc_rows(z.shape, sp.cdt, axes)
+    g, grad3 = _grad_rows(out, z, sp.cdt, axes)
     loss, lse = _run_xent(sp, grad3 if g.size else None, scale, row_gscale, return_lse)
-    if out is not None:
-        if g is not out:
-            np.copyto(out, g, casting="unsafe")
-        grad = out
-    else:
-        grad = g if sp.rdt == sp.cdt else g.astype(sp.rdt)
-    return _finish(sp, loss, lse, denom, return_lse, extra=(grad,))
+    return _finish(sp, loss, lse, denom, return_lse, extra=(_finish_grad(g, out, sp.rdt),))
 
 
 cross_entropy_with_grad.__doc__ = """Softmax cross-entropy loss and its gradient in one fused pass.

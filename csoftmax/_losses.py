@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 import operator
+import types
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from . import _core
-from ._api import (_alloc_rows, _direct_target, _dtypes, _grad_out, _labels_int64, _native,
-                   _opt_float, _raise_label, _rows2, _rows3, _rows3_in)
+from ._api import (_alloc_rows, _dtypes, _finish_grad, _grad_out, _grad_rows, _label_rows,
+                   _labels_int64, _native, _opt_float, _raise_label, _rows3, _rows3_in)
 
 __all__ = [
     "binary_cross_entropy",
@@ -73,23 +74,6 @@ def _upstream_array(grad_scale, reduction: str, shape, what: str, name: str):
     return 1.0, arr.copy()
 
 
-def _grad_rows(out, z, cdt, axes):
-    """(gradient array, its row view): `out` itself when the kernel can write
-    it directly, else a new array (copied into `out` afterwards)."""
-    grad3 = _direct_target(out, cdt, axes, z) if out is not None else None
-    if grad3 is not None:
-        return out, grad3
-    return _alloc_rows(z.shape, cdt, axes)
-
-
-def _finish_grad(g, out, rdt):
-    if out is not None:
-        if g is not out:
-            np.copyto(out, g, casting="unsafe")
-        return out
-    return g if g.dtype == rdt else g.astype(rdt)
-
-
 # --------------------------------------------------------------------------- binary cross-entropy
 
 _BCE_REDUCTIONS = ("none", "sum", "mean")
@@ -129,12 +113,10 @@ def _bce(logits, target, weight, pos_weight, reduction, grad_scale, out, inplace
     gs0, gs_arr = 1.0, None
     if want_grad:
         gs0, gs_arr = _upstream_array(grad_scale, reduction, shape, "logits' shape", name)
-        if inplace and out is not None:
-            raise ValueError(f"{name}: give either out= or inplace=True, not both")
-        out = _grad_out(z_in, out, inplace, shape, rdt)
+        out = _grad_out(z_in, out, inplace, shape, rdt, name)
     n = z.size
     if reduction == "mean":
-        gs0 = gs0 / n if (want_grad and n) else (math.nan if want_grad else 0.0)
+        gs0 = gs0 / n if n else math.nan        # the mean's 1/numel, as PyTorch's
 
     # rows: the last axis, the leading axes merged (a 0-d array is one element)
     zz = z.reshape(1) if z.ndim == 0 else z
@@ -168,7 +150,7 @@ def _bce(logits, target, weight, pos_weight, reduction, grad_scale, out, inplace
         rowloss = np.zeros(z3.shape[:2], dtype=np.float64)
     if n:
         try:
-            _core.bce_rows(z3, t3, rowloss, el3, grad3, gs0 if want_grad else 0.0, w3, pv)
+            _core.bce_rows(z3, t3, rowloss, el3, grad3, gs0, w3, pv)
         except _core.TargetError as e:
             row, k = int(e.row), int(e.index)
             flat = row * c + k
@@ -185,12 +167,8 @@ def _bce(logits, target, weight, pos_weight, reduction, grad_scale, out, inplace
         return res
     if gs_arr is not None:
         g *= gs_arr.reshape(g.shape).astype(g.dtype, copy=False)
-    if out is not None:
-        if g is not outz:
-            np.copyto(outz, g, casting="unsafe")
-        return res, out
-    g = g.reshape(shape)
-    return res, (g if g.dtype == rdt else g.astype(rdt))
+    grad = _finish_grad(g, outz, rdt)
+    return res, (out if out is not None else grad.reshape(shape))
 
 
 def binary_cross_entropy(logits, target, *, weight=None, pos_weight=None, reduction="mean"):
@@ -307,7 +285,7 @@ def _kl(student_logits, teacher, axis, temperature, teacher_kind, reduction, mas
     if want_grad:
         gs0, gs_arr = _upstream_array(grad_scale, reduction, batch_shape, "row shape", name)
         gs_arr = None if gs_arr is None else gs_arr.reshape(-1)
-        out = _grad_out(None, out, False, s.shape, rdt)
+        out = _grad_out(None, out, False, s.shape, rdt, name)
     kind = 0
     tc = _native(t, cdt)
     if teacher_kind == "probs":
@@ -487,37 +465,23 @@ def token_logprobs(logits, labels, *, axis=-1, return_entropy=False, ignore_inde
         raise ValueError(f"{name}: labels have shape {t.shape}; expected {batch_shape} "
                          f"(logits shape {z.shape} without the class axis {ax})")
 
-    class _Ign:             # what _labels_int64 reads and may remap
-        ignore_index = None
-
-    sp = _Ign()
+    ig = None
     if ignore_index is not None:
         try:
-            sp.ignore_index = operator.index(ignore_index)
+            ig = operator.index(ignore_index)
         except TypeError:
             raise TypeError(f"{name}: ignore_index must be an integer or None") from None
+    sp = types.SimpleNamespace(ignore_index=ig)     # _labels_int64 may remap it
     lab = _labels_int64(t, c, sp)
-    use_ignore = sp.ignore_index is not None
-    ig = sp.ignore_index if use_ignore else 0
-    if not (-(2**63) <= ig < 2**63):
-        use_ignore, ig = False, 0
+    lab2, ig, use_ignore = _label_rows(lab, n0, n1, sp.ignore_index, batch_shape, c)
     logp = np.zeros((n0, n1), dtype=np.float64)
     ent = np.zeros((n0, n1), dtype=np.float64) if return_entropy else None
-    lab2 = _rows2(lab, n0, n1)
-    if lab2 is None:
-        lab2 = np.ascontiguousarray(lab).reshape(n0, n1)
-    if n0 * n1:
-        if c == 0:
-            bad = lab2 != ig if use_ignore else np.ones(lab2.shape, bool)
-            if bad.any():
-                row = int(np.argmax(bad.reshape(-1)))
-                _raise_label(row, int(lab2.reshape(-1)[row]), batch_shape, c)
-        else:
-            z3 = _rows3_in(_native(z, cdt), (ax,))
-            try:
-                _core.token_logprobs_rows(z3, lab2, logp, ent, ig, use_ignore)
-            except _core.LabelError as e:
-                _raise_label(e.row, e.value, batch_shape, c)
+    if n0 * n1 and c:
+        z3 = _rows3_in(_native(z, cdt), (ax,))
+        try:
+            _core.token_logprobs_rows(z3, lab2, logp, ent, ig, use_ignore)
+        except _core.LabelError as e:
+            _raise_label(e.row, e.value, batch_shape, c)
     with np.errstate(over="ignore"):
         lp = logp.reshape(batch_shape).astype(rdt)
         if not return_entropy:
