@@ -81,6 +81,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from . import _linear
+from ._losses import _KL_REDUCTIONS, _TEACHER_KINDS
 from . import binary_cross_entropy as _np_bce
 from . import binary_cross_entropy_with_grad as _np_bce_with_grad
 from . import cross_entropy as _np_cross_entropy
@@ -897,12 +898,7 @@ def kl_div(
     if not isinstance(dim, int) or not -nd <= dim < nd:
         raise IndexError(f"{fn}: dim {dim!r} out of range for a {nd}-d student_logits")
     axis = dim % nd
-    if reduction not in ("none", "batchmean", "sum", "mean"):
-        raise ValueError(f"{fn}: reduction must be 'batchmean', 'sum', 'mean' or 'none', "
-                         f"got {reduction!r}")
-    if teacher_kind not in ("logits", "log_probs", "probs"):
-        raise ValueError(f"{fn}: teacher_kind must be 'logits', 'log_probs' or 'probs', "
-                         f"got {teacher_kind!r}")
+    _check_kl_options(reduction, teacher_kind, fn)
     if teacher.shape != student_logits.shape:
         raise ValueError(f"{fn}: teacher shape {tuple(teacher.shape)} differs from "
                          f"student_logits shape {tuple(student_logits.shape)}")
@@ -923,6 +919,17 @@ def kl_div(
     return out
 
 
+def _check_kl_options(reduction: str, teacher_kind: str, fn: str) -> None:
+    """The KL's option values, as the NumPy function takes them (checked here before
+    any tensor work, also for the module at construction)."""
+    if reduction not in _KL_REDUCTIONS:
+        raise ValueError(f"{fn}: reduction must be 'batchmean', 'sum', 'mean' or 'none', "
+                         f"got {reduction!r}")
+    if teacher_kind not in _TEACHER_KINDS:
+        raise ValueError(f"{fn}: teacher_kind must be 'logits', 'log_probs' or 'probs', "
+                         f"got {teacher_kind!r}")
+
+
 class DistillationKLLoss(torch.nn.Module):
     """Module form of :func:`kl_div`: ``forward(student_logits, teacher,
     mask=None)`` returns ``KL(p_teacher || q_student) * T**2``.
@@ -935,12 +942,7 @@ class DistillationKLLoss(torch.nn.Module):
     def __init__(self, temperature: float = 1.0, *, teacher_kind: _TeacherKind = "logits",
                  reduction: _KLReduction = "batchmean", dim: int = -1) -> None:
         super().__init__()
-        if reduction not in ("none", "batchmean", "sum", "mean"):
-            raise ValueError(f"DistillationKLLoss: reduction must be 'batchmean', 'sum', "
-                             f"'mean' or 'none', got {reduction!r}")
-        if teacher_kind not in ("logits", "log_probs", "probs"):
-            raise ValueError(f"DistillationKLLoss: teacher_kind must be 'logits', "
-                             f"'log_probs' or 'probs', got {teacher_kind!r}")
+        _check_kl_options(reduction, teacher_kind, "DistillationKLLoss")
         self.temperature = float(temperature)
         self.teacher_kind: _TeacherKind = teacher_kind
         self.reduction: _KLReduction = reduction
