@@ -36,18 +36,25 @@ COLD_BYTES = 96 << 20
 
 
 def _median_ms(fns: dict[Any, Callable[[int], object]], reps: int, min_time: float = 0.0):
-    """Interleaved medians (ms) for several callables taking a rotation index."""
+    """Interleaved medians (ms) for several callables taking a rotation index.
+
+    The index grows by one on every call (not once per round), so callables that
+    read ``copies[i % k]`` never read the copy the previous call just read: with
+    several functions per round, each call finds its input cold."""
     times: dict[Any, list[float]] = {k: [] for k in fns}
+    j = 0
     for f in fns.values():          # warm-up (first-touch of outputs, JIT of peers)
-        f(0)
+        f(j)
+        j += 1
     t_start = time.perf_counter()
     i = 0
     gc.disable()
     try:
         while i < reps or (time.perf_counter() - t_start) < min_time:
             for k, f in fns.items():
+                j += 1
                 t0 = time.perf_counter()
-                f(i + 1)
+                f(j)
                 times[k].append(time.perf_counter() - t0)
             i += 1
             if i >= 10 * reps:

@@ -23,9 +23,9 @@ exponentials of the max-shifted row once for the token log-probability and
 the entropy (``lse - sum p z``; no N x C log-softmax).
 
 Timing (see ``_bench``): interleaved medians on cold data, inputs rotated over
-copies of >= 96 MiB.  Unlike ``_bench.run_bench``, every call of a group takes
-the next copy (one counter for the group), so two functions timed one after
-the other never read the same copy while it is still in the cache.  Per shape
+copies of >= 96 MiB; ``_bench._median_ms`` moves to the next copy on every
+call, so two functions timed one after the other never read the same copy while
+it is still in the cache.  Per shape
 and thread count there are two kinds of groups:
 
 * the floor group: ``np.copyto`` of the logits (the copy floor), ``np.max``
@@ -138,17 +138,6 @@ def numpy_token_logprobs(z: np.ndarray, labels: np.ndarray, entropy: bool = Fals
 
 # ----------------------------------------------------------------------------- groups
 
-class _Rotation:
-    """One counter for a timing group: every call takes the next input copy."""
-
-    def __init__(self, k: int):
-        self.k, self.n = k, 0
-
-    def __call__(self) -> int:
-        self.n += 1
-        return self.n % self.k
-
-
 def _csoftmax_fns(case: str, zs, ts, lab, g, T: float) -> Callable[[int], object]:
     """Maker of the csoftmax call of `case` for input copy j."""
     if case == "bce+grad":
@@ -232,11 +221,10 @@ def _disagreement(makers: dict[str, Callable[[int], object]]) -> float:
     return worst
 
 
-def _timed(makers: dict[str, Callable[[int], object]], rot: _Rotation, reps: int):
-    """Interleaved medians of the makers, each call on the group's next copy."""
-    def call(f: Callable[[int], object]) -> Callable[[int], object]:
-        return lambda i: f(rot())
-    return B._median_ms({k: call(f) for k, f in makers.items()}, reps)
+def _timed(makers: dict[str, Callable[[int], object]], k: int, reps: int):
+    """Interleaved medians of the makers (taking a copy index < k); the shared timer
+    moves to the next copy on every call."""
+    return B._median_ms({name: (lambda i, f=f: f(i % k)) for name, f in makers.items()}, reps)
 
 
 def _inputs(cases, n: int, c: int, dt: str, cold: bool, rng):
@@ -312,19 +300,19 @@ def _run_shape(n, c, dt, nthr, cases, torch, T, reps, cold, rng):
     """{(group, impl, case): median ms} for one shape."""
     inputs = _inputs(cases, n, c, dt, cold, rng)
     zs = inputs[cases[0]][0]
-    dst = np.empty_like(zs[0])
     k = len(zs)
     # the floor group: floors, logsumexp and every csoftmax function, no peer
+    copy_floor, read_floor = B._floor_fns(zs)
     floor: dict[str, Callable[[int], object]] = {
-        "copy floor": lambda j: np.copyto(dst, zs[j]),
-        "read floor": lambda j: np.max(zs[j]),
+        "copy floor": copy_floor,
+        "read floor": read_floor,
         "csoftmax logsumexp": lambda j: csoftmax.logsumexp(zs[j], axis=-1),
     }
     for case in cases:
         czs, cts, lab, g = inputs[case]
         floor[case] = _csoftmax_fns(case, czs, cts, lab, g, T)
     res: dict[tuple[str, str, str], float] = {}
-    for key, ms in _timed(floor, _Rotation(k), reps).items():
+    for key, ms in _timed(floor, k, reps).items():
         if key in CASES:
             res[("floor", "csoftmax", key)] = ms
         else:
@@ -338,7 +326,7 @@ def _run_shape(n, c, dt, nthr, cases, torch, T, reps, cold, rng):
         if torch is not None:
             group["torch"] = _torch_fns(torch, case, czs, cts, lab, T)
         res[("check", "max rel diff", case)] = _disagreement(group)
-        for impl, ms in _timed(group, _Rotation(len(czs)), reps).items():
+        for impl, ms in _timed(group, len(czs), reps).items():
             res[(case, impl, case)] = ms
     return res
 
