@@ -24,8 +24,9 @@ TOL = {np.float32: (1e-6, 1e-7), np.float64: (1e-13, 1e-300)}
 def _err(got, ref, rtol, atol):
     got = np.asarray(got, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
+    # NaN where NaN, and infinities of the same sign where infinite
     same_special = np.array_equal(np.isnan(got), np.isnan(ref)) and np.array_equal(
-        np.isinf(got) & (got > 0), np.isinf(ref) & (ref > 0))
+        np.where(np.isinf(got), got, 0.0), np.where(np.isinf(ref), ref, 0.0))
     fin = np.isfinite(ref)
     if not fin.any():
         return 0.0, same_special

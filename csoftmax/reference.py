@@ -138,6 +138,22 @@ def _where_mask(where, shape):
 # logsumexp
 # ---------------------------------------------------------------------------
 
+def _grad_scale_arg(grad_scale, reduction):
+    gs = np.asarray(grad_scale, dtype=np.float64)
+    if gs.ndim and reduction != "none":
+        raise ValueError("an array grad_scale needs reduction='none'")
+    return gs
+
+
+def _check_labels(flat, n_classes, ignored):
+    """Raise for the first label outside [0, n_classes) that is not ignored."""
+    bad = np.flatnonzero(~ignored & ((flat < 0) | (flat >= n_classes)))
+    if bad.size:
+        pos = int(bad[0])
+        raise ValueError(f"label {int(flat[pos])} at position {pos} is out of range "
+                         f"[0, {n_classes})")
+
+
 def _lse_rows(rows, weights):
     """logsumexp of every row of the 2-D float64 array ``rows``.
 
@@ -398,9 +414,7 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
     w = np.ones(n_classes) if weight is None else _check_nonneg(weight, (n_classes,), "weight")
     s = (np.ones(sample_shape) if sample_weight is None
          else _check_nonneg(sample_weight, sample_shape, "sample_weight"))
-    gs = np.asarray(grad_scale, dtype=np.float64)
-    if gs.ndim and reduction != "none":
-        raise ValueError("an array grad_scale needs reduction='none'")
+    gs = _grad_scale_arg(grad_scale, reduction)
     mask = _where_mask(where, np.shape(logits))
     valid = None if mask is None else np.moveaxis(mask, axis, -1)
     row_valid = None if valid is None else np.any(valid, axis=-1)
@@ -434,12 +448,7 @@ def _cross_entropy(logits, target, axis, reduction, weight=None, sample_weight=N
                    else flat == ignore_index)
         if row_valid is not None:
             ignored = ignored | ~row_valid.reshape(-1)   # fully masked: ignored
-        bad = np.flatnonzero(~ignored & ((flat < 0) | (flat >= n_classes)))
-        if bad.size:
-            pos = int(bad[0])
-            raise ValueError(
-                f"label {int(flat[pos])} at position {pos} is out of range "
-                f"[0, {n_classes})")
+        _check_labels(flat, n_classes, ignored)
         ignored = ignored.reshape(sample_shape)
         y = np.where(ignored, 0, t).astype(np.intp)[..., None]
         onehot = np.zeros(z.shape)
@@ -832,13 +841,6 @@ def _sigmoid(x):
         return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def _grad_scale_arg(grad_scale, reduction):
-    gs = np.asarray(grad_scale, dtype=np.float64)
-    if gs.ndim and reduction != "none":
-        raise ValueError("an array grad_scale needs reduction='none'")
-    return gs
-
-
 def _write_out(grad, out):
     if out is None:
         return grad
@@ -915,10 +917,13 @@ def binary_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=No
                                    reduction="mean", grad_scale=1.0, out=None, inplace=False):
     """(loss, d loss / d logits): ``w ((1 - t) sigmoid(z) - p t sigmoid(-z))`` times
     grad_scale (and 1/numel for "mean"); ``out`` / ``inplace`` receive the gradient."""
-    loss, grad = _bce(logits, target, weight, pos_weight, reduction, grad_scale)
     if inplace:
         if out is not None:
             raise ValueError("out= and inplace=True are exclusive")
+        if not (isinstance(logits, np.ndarray) and logits.dtype.kind == "f"):
+            raise TypeError("inplace=True needs floating-point logits (a numpy.ndarray)")
+    loss, grad = _bce(logits, target, weight, pos_weight, reduction, grad_scale)
+    if inplace:
         out = logits
     return loss, _write_out(grad, out)
 
@@ -1038,10 +1043,7 @@ def token_logprobs(logits, labels, *, axis=-1, return_entropy=False, ignore_inde
     flat = lab.reshape(-1)
     ignored = (np.zeros(flat.shape, bool) if ignore_index is None
                else flat == ignore_index)
-    bad = np.flatnonzero(~ignored & ((flat < 0) | (flat >= C)))
-    if bad.size:
-        pos = int(bad[0])
-        raise ValueError(f"label {int(flat[pos])} of sample {pos} is out of range [0, {C})")
+    _check_labels(flat, C, ignored)
     n = flat.size
     rows = z.reshape(n, C)
     y = np.where(ignored, 0, flat).astype(np.intp)

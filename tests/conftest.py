@@ -584,7 +584,8 @@ def _row_factor(opts, reduction, grad_scale, tt, zc, n, v):
 #   is doubled: 2 * GRAD_ULPS * u * F, still "a few ULP" of the entries' scale.
 
 #: unit roundoff of the arithmetic csoftmax uses for a result dtype
-U_COMPUTE = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-24}
+U_COMPUTE = {"float64": _U[np.dtype(np.float64)], "float32": _U[np.dtype(np.float32)],
+             "float16": _U[np.dtype(np.float32)]}    # float16 is computed in float32
 #: the result's own rounding (float16 results are rounded float32 values)
 U_RESULT = {"float64": 0.0, "float32": 0.0, "float16": 2.0**-11}
 #: spec 16: gradient entries within 4 u of their scale
@@ -698,7 +699,7 @@ def _kl_parts(s, teacher, axis, T, kind):
 
 
 def kl_loss_scale(s, teacher, *, axis=-1, temperature=1.0, teacher_kind="logits"):
-    """Per-row cancellation scale of the KL (row shape, float64).
+    """(per-row cancellation scale of the KL, per-row sum of p), row shape, float64.
 
     The float32 KL of a student close to its teacher is far smaller than log C:
     it is sum_k p_k (log p_k - log q_k) = sum_k p_k (b_k - a_k) + sum(p) (lse_a - lse_b)
@@ -713,7 +714,7 @@ def kl_loss_scale(s, teacher, *, axis=-1, temperature=1.0, teacher_kind="logits"
         terms = np.where(p > 0, p * (np.abs(a) + mag), 0.0)
         psum = np.sum(p, axis=-1)
         sc = T * T * (np.sum(terms, axis=-1) + psum * (np.abs(lse_a) + np.abs(lse_b) + 1.0))
-    return np.where(np.isfinite(sc), sc, 0.0)
+    return np.where(np.isfinite(sc), sc, 0.0), psum
 
 
 def check_kl(loss, grad, s, teacher, *, axis=-1, temperature=1.0, teacher_kind="logits",
@@ -735,8 +736,9 @@ def check_kl(loss, grad, s, teacher, *, axis=-1, temperature=1.0, teacher_kind="
     eloss, egrad = expected
     _loss_kind_check(loss, row_shape, rdt, reduction, where)
     keep = np.ones(row_shape, bool) if mask is None else np.asarray(mask, bool)
-    sc = np.where(keep, kl_loss_scale(s, teacher, axis=ax, temperature=temperature,
-                                      teacher_kind=teacher_kind), 0.0)
+    sc, psum = kl_loss_scale(s, teacher, axis=ax, temperature=temperature,
+                             teacher_kind=teacher_kind)
+    sc = np.where(keep, sc, 0.0)
     counted = int(np.sum(keep))
     den = {"none": 1, "sum": 1, "batchmean": counted, "mean": counted * C}[reduction] or 1
     lscale = sc if reduction == "none" else np.sum(sc) / den
@@ -744,9 +746,7 @@ def check_kl(loss, grad, s, teacher, *, axis=-1, temperature=1.0, teacher_kind="
                  scale=lscale, ctx=ctx, factor=factor, record=factor == 1.0)
     if grad is None:
         return
-    _, _, p, _, _ = _kl_parts(s, teacher, ax, float(temperature), teacher_kind)
-    with np.errstate(invalid="ignore"):
-        psum = np.nan_to_num(np.sum(p, axis=-1), nan=0.0, posinf=0.0)
+    psum = np.nan_to_num(psum, nan=0.0, posinf=0.0)
     gs = np.abs(np.broadcast_to(np.asarray(grad_scale, np.float64), row_shape))
     F = factor * float(temperature) * np.maximum(1.0, psum) * gs / den
     F = np.expand_dims(np.where(keep, F, 0.0), ax)
