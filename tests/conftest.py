@@ -812,9 +812,42 @@ def isa(isa_config):
 
 def pytest_report_header(config):
     cfg = _show_config()
-    return [f"csoftmax ISA: {cfg.get('isa')} (available: "
-            f"{cfg.get('available')}; CSOFTMAX_ISA="
-            f"{os.environ.get('CSOFTMAX_ISA', '<unset>')})"]
+    lines = [f"csoftmax ISA: {cfg.get('isa')} (available: "
+             f"{cfg.get('available')}; CSOFTMAX_ISA="
+             f"{os.environ.get('CSOFTMAX_ISA', '<unset>')})"]
+    if _shard() is not None:
+        lines.append(f"test shard {os.environ['CSOFTMAX_TEST_SHARD']} (CSOFTMAX_TEST_SHARD)")
+    return lines
+
+
+def _shard():
+    """CSOFTMAX_TEST_SHARD="i/n": this process runs every n-th collected test
+    starting at the i-th (0 <= i < n); unset: all of them.  For the slow runs
+    (tools/sanitize.sh, tools/avx512_emu.sh) that use one pytest process per
+    core; round robin over the sorted node ids spreads each file's
+    parametrisations over the shards."""
+    spec = os.environ.get("CSOFTMAX_TEST_SHARD", "").strip()
+    if not spec:
+        return None
+    try:
+        i, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        i = n = -1
+    if not 0 <= i < n:
+        raise pytest.UsageError(f"CSOFTMAX_TEST_SHARD={spec!r}: expected 'i/n' with 0 <= i < n")
+    return i, n
+
+
+def pytest_collection_modifyitems(config, items):
+    shard = _shard()
+    if shard is None:
+        return
+    i, n = shard
+    # by node id, so that every shard process agrees whatever order a plugin left
+    ids = sorted(it.nodeid for it in items)
+    mine = set(ids[i::n])
+    config.hook.pytest_deselected(items=[it for it in items if it.nodeid not in mine])
+    items[:] = [it for it in items if it.nodeid in mine]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
