@@ -19,6 +19,9 @@
 #   EMU_WORK      venv + snapshot + build (default ${TMPDIR:-/tmp}/csoftmax-emu512);
 #                 the venv is reused, the snapshot rebuilt when the sources changed
 #   EMU_CPU       core for taskset (default: the last one; the emulator is one thread)
+#   EMU_SHARDS    pytest processes, one per core 0..EMU_SHARDS-1, each running every
+#                 EMU_SHARDS-th test (CSOFTMAX_TEST_SHARD, tests/conftest.py); default 1
+#                 (one process on EMU_CPU).  .ci/run uses one per core.
 #   EMU_PEERS=0   do not install the optional test peers (torch==2.13.0, mypy,
 #                 threadpoolctl): their tests then skip
 #   EMU512_TRACE=1  print every page fault and call-out of the emulator
@@ -102,9 +105,26 @@ if [ $# -eq 0 ]; then
         --deselect tests/test_reliability.py::test_inplace_float32_cross_entropy_past_2_31
 fi
 cd "$SRC"
+SHARDS=${EMU_SHARDS:-1}
 set +e
-on_core "$VENV/bin/pytest" -p csm_emu512_plugin "$@"
-rc=$?
+if [ "$SHARDS" -le 1 ]; then
+    on_core "$VENV/bin/pytest" -p csm_emu512_plugin "$@"
+    rc=$?
+else
+    pids=()
+    for ((k = 0; k < SHARDS; k++)); do
+        CSOFTMAX_TEST_SHARD="$k/$SHARDS" taskset -c "$(( k % $(nproc) ))" \
+            "$VENV/bin/pytest" -p csm_emu512_plugin "$@" >"$WORK/pytest-shard$k.log" 2>&1 &
+        pids+=($!)
+    done
+    rc=0
+    for ((k = 0; k < SHARDS; k++)); do
+        wait "${pids[$k]}"; r=$?
+        echo "---- shard $k/$SHARDS (exit $r)"
+        cat "$WORK/pytest-shard$k.log"
+        [ "$r" -eq 0 ] || rc=$r
+    done
+fi
 set -e
 say "pytest exit status $rc"
 exit $rc

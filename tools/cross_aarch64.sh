@@ -7,10 +7,14 @@
 # Usage: bash tools/cross_aarch64.sh           (needs Debian's gcc-aarch64-linux-gnu
 #                                               and qemu-user; CI installs them)
 # Environment: CROSS_CC (default aarch64-linux-gnu-gcc), QEMU (default qemu-aarch64),
-#              CROSS_SYSROOT (default /usr/aarch64-linux-gnu), CROSS_WORK (build dir).
+#              CROSS_SYSROOT (default /usr/aarch64-linux-gnu), CROSS_WORK (build dir),
+#              CROSS_THREADS (OpenMP thread counts to run the test with, default "1 2";
+#              .ci/run's CI setting: "2", whose run takes the one-thread paths on the
+#              small problems and the split ones on the large).
 # The flags are setup.py's (-O3 -std=c11 -ffp-contract=off -fno-trapping-math
 # -fopenmp), with -Werror on top: the kernels must build warning-free there.
-# About 1-2 min on the 2-core machine (compile ~1 min, the test ~30-60 s emulated).
+# About 6-10 min on the 2-core machine (compile ~3-4 min: kernels_scalar.c alone ~3;
+# each run of the test ~3-4 min emulated).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CC=${CROSS_CC:-aarch64-linux-gnu-gcc}
@@ -39,7 +43,7 @@ n2d=$(aarch64-linux-gnu-objdump -d "$WORK/kernels_scalar.o" | grep -cE 'v[0-9]+\
 echo "== kernels_scalar.o: $n4s instructions on v*.4s (4 x float), $n2d on v*.2d (2 x double)"
 [ "$n4s" -gt 1000 ] && [ "$n2d" -gt 1000 ] || { echo "FAIL: the kernels are not NEON-vectorised"; exit 1; }
 echo "== running under $QEMU ($(qemu-aarch64 --version | head -1))"
-for threads in 1 2; do
+for threads in ${CROSS_THREADS:-1 2}; do
     OMP_NUM_THREADS=$threads "$QEMU" -L "$SYSROOT" "$WORK/test_kernels"
 done
 [ -n "${CROSS_WORK:-}" ] || rm -rf "$WORK"

@@ -25,6 +25,17 @@
 #                         tests once (best ISA path)
 #   SANITIZE_JOBS         parallel compiler jobs and parallel ISA test runs
 #                         (default: number of CPUs)
+#   SANITIZE_ISAS         the ISA paths to instrument and test (e.g. "avx2"; default:
+#                         every path this CPU has).  The kernel files of the other
+#                         paths are compiled without the sanitizers.  .ci/run's CI
+#                         setting passes the best path alone (one instrumented
+#                         kernel family instead of two halves the build, the
+#                         longest step of CI); its full setting, and this script
+#                         run by hand, test every path.  When fewer paths than
+#                         SANITIZE_JOBS are tested, each path's tests are split
+#                         over SANITIZE_JOBS / paths processes (CSOFTMAX_TEST_SHARD,
+#                         tests/conftest.py), so both cores stay busy.
+#   SANITIZE_UBSAN_SKIP   UBSan checks to leave out (-fno-sanitize=...), see SAN_CFLAGS
 #   SANITIZE_ALL_ISAS=1   instrument the kernels of ISA paths this CPU cannot
 #                         run too (by default such a file -- e.g. the AVX-512
 #                         kernels on an AVX2 machine -- is compiled without the
@@ -32,11 +43,12 @@
 #                         instrumented kernel file costs GCC minutes)
 #   SANITIZE_KEEP=1       keep the work directory
 #
-# Runtime on the 2-core machine: 3-5 min to build (GCC needs 2-3 minutes per
-# instrumented kernel file at -O1; the files are compiled in parallel), 3-5 min
-# for the suite on both ISA paths (run side by side) and fuzz_seconds: about
-# 10 minutes in all with the default.
-#
+# Runtime on the 2-core machine: GCC needs ~4-5x its -O3 time per instrumented
+# kernel file at -O1 (kernels_<isa>.c ~10 min, partial_<isa>.c ~5, losses_<isa>.c
+# ~3-4; the files compile in parallel): one instrumented path (SANITIZE_ISAS=avx2)
+# builds in ~10 min, every path in ~25-30 min; the suite takes ~2-3x its native
+# time per path, and fuzz_seconds.
+
 # Flags.  setup.py passes -O3 -std=c11 ... itself and then appends
 # CSOFTMAX_EXTRA_CFLAGS / CSOFTMAX_EXTRA_LDFLAGS, so the sanitizer flags go
 # there (a later -O1 wins over -O3; CFLAGS would come *before* -O3).  The
@@ -58,6 +70,11 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python3}
 JOBS=${SANITIZE_JOBS:-$(nproc 2>/dev/null || echo 2)}
 SAN_CFLAGS="-O1 -g -fno-omit-frame-pointer -fno-wrapv -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined"
+# SANITIZE_UBSAN_SKIP="null,object-size" (.ci/run's CI setting): UBSan checks left
+# out because ASan covers them (a null dereference faults and ASan reports it; the
+# object-size check is a coarser form of ASan's bounds check); they make GCC ~25%
+# slower on the instrumented kernel files
+[ -n "${SANITIZE_UBSAN_SKIP:-}" ] && SAN_CFLAGS="$SAN_CFLAGS -fno-sanitize=$SANITIZE_UBSAN_SKIP"
 SAN_LDFLAGS="-fsanitize=address,undefined"
 if [ -n "${SANITIZE_PYTEST_ARGS+x}" ]; then
     # shellcheck disable=SC2206
@@ -151,13 +168,21 @@ fi
 # instrumenting them costs GCC minutes): setup.py's CSOFTMAX_PLAIN_SOURCES,
 # in sorted order (compared below).  setup.py compiles the C files in
 # parallel (CSOFTMAX_BUILD_JOBS), the kernels first.
-PLAIN=""
-if [ "${SANITIZE_ALL_ISAS:-0}" != 1 ]; then
+# With SANITIZE_ISAS, the files of the paths not named there are plain too.
+WANT=" ${SANITIZE_ISAS:-scalar avx2 avx512} "
+plain_isa() {   # isa: 0 if its kernel files are compiled without the sanitizers
+    case "$WANT" in *" $1 "*) ;; *) return 0 ;; esac
+    [ "$1" = avx512 ] && [ "${SANITIZE_ALL_ISAS:-0}" != 1 ] || return 1
     for f in avx512f avx512dq avx512bw avx512vl; do
-        grep -qw "$f" /proc/cpuinfo 2>/dev/null \
-            || PLAIN="kernels_avx512.c losses_avx512.c partial_avx512.c"
+        grep -qw "$f" /proc/cpuinfo 2>/dev/null || return 0
     done
-fi
+    return 1
+}
+PLAIN=""
+for isa in scalar avx2 avx512; do
+    plain_isa "$isa" && PLAIN="$PLAIN kernels_$isa.c losses_$isa.c partial_$isa.c"
+done
+PLAIN=$(printf '%s\n' $PLAIN | sort | tr '\n' ' ' | sed 's/ *$//')
 (cd "$WORK/src" && CSOFTMAX_BUILD_JOBS="$JOBS" CSOFTMAX_PLAIN_SOURCES="$PLAIN" \
     CSOFTMAX_EXTRA_CFLAGS="$SAN_CFLAGS" CSOFTMAX_EXTRA_LDFLAGS="$SAN_LDFLAGS" \
     "$VPY" -m pip install -v --no-deps --no-build-isolation --no-cache-dir .) \
@@ -212,29 +237,42 @@ san_env=(
 )
 
 cd "$WORK/run" || finish
-ISAS=$(env "${san_env[@]}" "$VPY" -c \
+AVAIL=$(env "${san_env[@]}" "$VPY" -c \
     "import csoftmax; print(' '.join(csoftmax.show_config()['available']))" 2>"$WORK/isa.log")
-if [ -z "$ISAS" ]; then
+if [ -z "$AVAIL" ]; then
     cat "$WORK/isa.log"
     fail "import csoftmax under ASan"
     finish
 fi
-SUMMARY+=("ISA paths: $ISAS")
+ISAS=""
+for isa in $AVAIL; do
+    case "$WANT" in *" $isa "*) ISAS="$ISAS $isa" ;; esac
+done
+ISAS=${ISAS# }
+[ -n "$ISAS" ] || { fail "SANITIZE_ISAS='${SANITIZE_ISAS:-}' names none of this CPU's paths ($AVAIL)"; finish; }
+n_isa=$(wc -w <<<"$ISAS")
+SHARDS=$(( JOBS / n_isa )); [ "$SHARDS" -ge 1 ] || SHARDS=1
+SUMMARY+=("ISA paths tested: $ISAS (available: $AVAIL; $SHARDS process(es) per path)")
 
 # ---------------------------------------------------------------- 3. tests per ISA
 say "tests under ASan+UBSan for CSOFTMAX_ISA in: $ISAS (${PYTEST_SEL[*]}; up to $JOBS at a time)"
-run_suite() {   # isa
-    local isa=$1 t0 rc
+RUNS=()
+for isa in $ISAS; do
+    for ((k = 0; k < SHARDS; k++)); do RUNS+=("$isa:$k"); done
+done
+run_suite() {   # isa:shard
+    local isa=${1%%:*} k=${1##*:} t0 rc shard=()
+    [ "$SHARDS" -gt 1 ] && shard=(CSOFTMAX_TEST_SHARD="$k/$SHARDS")
     t0=$(date +%s)
-    env "${san_env[@]}" CSOFTMAX_ISA="$isa" "$VPY" -m pytest -q -p no:cacheprovider \
+    env "${san_env[@]}" "${shard[@]}" CSOFTMAX_ISA="$isa" "$VPY" -m pytest -q -p no:cacheprovider \
         --import-mode=importlib --capture=sys "${PYTEST_SEL[@]}" "$WORK/src/tests" \
-        >"$WORK/pytest-$isa.log" 2>&1
+        >"$WORK/pytest-$isa-$k.log" 2>&1
     rc=$?
-    echo "$rc $(( $(date +%s) - t0 ))" >"$WORK/pytest-$isa.rc"
+    echo "$rc $(( $(date +%s) - t0 ))" >"$WORK/pytest-$isa-$k.rc"
 }
 running=0
-for isa in $ISAS; do
-    run_suite "$isa" &
+for run in "${RUNS[@]}"; do
+    run_suite "$run" &
     running=$((running + 1))
     if [ "$running" -ge "$JOBS" ]; then
         wait -n 2>/dev/null || wait
@@ -242,17 +280,19 @@ for isa in $ISAS; do
     fi
 done
 wait
-for isa in $ISAS; do
-    log="$WORK/pytest-$isa.log"
-    read -r rc secs <"$WORK/pytest-$isa.rc" || { rc=99; secs=0; }
+for run in "${RUNS[@]}"; do
+    isa=${run%%:*} k=${run##*:}
+    name="$isa"; [ "$SHARDS" -gt 1 ] && name="$isa shard $k/$SHARDS"
+    log="$WORK/pytest-$isa-$k.log"
+    read -r rc secs <"$WORK/pytest-$isa-$k.rc" || { rc=99; secs=0; }
     result=$(grep -E '[0-9]+ (passed|failed)' "$log" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//')
-    printf -- '-- CSOFTMAX_ISA=%s: %s (exit %s, %s s)\n' "$isa" "${result:-no summary line}" "$rc" "$secs"
-    SUMMARY+=("pytest $isa: ${result:-no summary line} (exit $rc, $secs s)")
-    check_log "pytest $isa" "$log"
+    printf -- '-- CSOFTMAX_ISA=%s: %s (exit %s, %s s)\n' "$name" "${result:-no summary line}" "$rc" "$secs"
+    SUMMARY+=("pytest $name: ${result:-no summary line} (exit $rc, $secs s)")
+    check_log "pytest $name" "$log"
     if [ "$rc" -ne 0 ]; then
         grep -E '^(FAILED|ERROR) ' "$log" | head -40
         [ -n "$result" ] || tail -30 "$log"
-        fail "pytest $isa (exit $rc)"
+        fail "pytest $name (exit $rc)"
     fi
 done
 
