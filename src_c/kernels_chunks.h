@@ -468,10 +468,20 @@ CSM_INLINE void CSM_H(row_pass)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, pt
 #undef CSM_ES
 
 /* row_pass with store / soft / capped as compile-time constants: each
- * combination gets its own branch-free inner loops. */
-CSM_MAYBE_UNUSED static void CSM_H(row_pass_any)(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
-                                int store, int soft, const CSM_H(tspec) *tp, int capped,
-                                T cap, T *vb, const T *pfx, T *pfy, CSM_H(rowst) *st)
+ * combination gets its own branch-free inner loops.  Eight copies of the row
+ * pass per dtype: the largest function of the library, so it is compiled once
+ * per ISA, in kernels_<isa>.c, and the partial family's unit (partial_<isa>.c)
+ * calls that copy (an extern name per dtype and ISA, csm_row_pass_any_<dt>_<isa>)
+ * instead of compiling its own, which was three quarters of that unit's code
+ * and compile time.  The losses units do not use it. */
+#define CSM_ROW_PASS_ANY CSM_FN(csm_row_pass_any)
+void CSM_ROW_PASS_ANY(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
+                      int store, int soft, const CSM_H(tspec) *tp, int capped,
+                      T cap, T *vb, const T *pfx, T *pfy, CSM_H(rowst) *st);
+#if !defined(CSM_FAMILY_PARTIAL) && !defined(CSM_FAMILY_LOSSES)
+void CSM_ROW_PASS_ANY(const T *x, ptrdiff_t xs, T *y, ptrdiff_t ys, ptrdiff_t c,
+                      int store, int soft, const CSM_H(tspec) *tp, int capped,
+                      T cap, T *vb, const T *pfx, T *pfy, CSM_H(rowst) *st)
 {
 #define CSM_RP(S, F, C) CSM_H(row_pass)(x, xs, y, ys, c, S, F, tp, C, cap, vb, pfx, pfy, st, 0)
     if (store) {
@@ -483,6 +493,7 @@ CSM_MAYBE_UNUSED static void CSM_H(row_pass_any)(const T *x, ptrdiff_t xs, T *y,
     }
 #undef CSM_RP
 }
+#endif
 
 /* Slow-path scan: does the row hold a NaN? */
 static int CSM_H(row_has_nan)(const T *x, ptrdiff_t xs, ptrdiff_t c)

@@ -94,7 +94,7 @@ int CSM_FN(csm_partial)(csm_shape sh, const T *x, csm_strides xs, const int64_t 
                 zt = (double)CSM_LANE(CSM_H(vcap)(vt, capped, cap, icap), 0);
             }
             CSM_H(rowst) st;
-            CSM_H(row_pass_any)(xr, xs.sc, NULL, 0, c, 0, smooth, &tp, capped, cap,
+            CSM_ROW_PASS_ANY(xr, xs.sc, NULL, 0, c, 0, smooth, &tp, capped, cap,
                                 (T *)csm_scratch_row(&scr), CSM_NEXT_ROW(x, sh, xs, r, nrows),
                                 NULL, &st);
             if (st.special) {
@@ -186,7 +186,7 @@ static int CSM_H(merged)(int mode, csm_shape sh, const T *x, csm_strides xs,
         }
         T *vb = (T *)csm_scratch_row(&scr);
         CSM_H(rowst) st;
-        CSM_H(row_pass_any)(xr, xs.sc, yr, ys.sc, c, 1, 0, NULL, capped, cap, vb,
+        CSM_ROW_PASS_ANY(xr, xs.sc, yr, ys.sc, c, 1, 0, NULL, capped, cap, vb,
                             CSM_NEXT_ROW(x, sh, xs, r, nrows), CSM_NEXT_ROW(y, sh, ys, r, nrows),
                             &st);
         const T tkb = mode == 2 ? (T)mr[2 * ms.sc] : (T)0;

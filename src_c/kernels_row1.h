@@ -87,7 +87,7 @@ CSM_INLINE void CSM_H(xent_row)(const T *zr, ptrdiff_t zsc, T *gr, ptrdiff_t gsc
         wt = w ? (double)w[tgt] : 1.0;
     }
     CSM_H(rowst) st;
-    CSM_H(row_pass_any)(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft, tp, capped, cap, vb,
+    CSM_ROW_PASS_ANY(zr, zsc, gr, gr ? gsc : 0, c, gr != NULL, soft, tp, capped, cap, vb,
                         pfz, pfg, &st);
     if (st.special) {
         /* -log_softmax[T] with SciPy/PyTorch special values (only without
