@@ -264,7 +264,7 @@ run_suite() {   # isa:shard
     local isa=${1%%:*} k=${1##*:} t0 rc shard=()
     [ "$SHARDS" -gt 1 ] && shard=(CSOFTMAX_TEST_SHARD="$k/$SHARDS")
     t0=$(date +%s)
-    env "${san_env[@]}" "${shard[@]}" CSOFTMAX_ISA="$isa" "$VPY" -m pytest -q -p no:cacheprovider \
+    env "${san_env[@]}" "${shard[@]}" CSOFTMAX_ISA="$isa" "$VPY" -m pytest -q -p no:cacheprovider --durations=10 \
         --import-mode=importlib --capture=sys "${PYTEST_SEL[@]}" "$WORK/src/tests" \
         >"$WORK/pytest-$isa-$k.log" 2>&1
     rc=$?
