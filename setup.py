@@ -24,6 +24,9 @@ C_SOURCES = [
     "src_c/losses_scalar.c",
     "src_c/losses_avx2.c",
     "src_c/losses_avx512.c",
+    "src_c/half_scalar.c",
+    "src_c/half_avx2.c",
+    "src_c/half_avx512.c",
     "src_c/seam_avx512.c",      # empty unless CSOFTMAX_TEST_SEAM=1 (tests only)
 ]
 

@@ -5,8 +5,10 @@
 #                   -> a NumPy scalar; out=arr -> that very array.
 #   cross_entropy*: reduction="none" -> per-sample ndarray, "mean"/"sum" -> NumPy
 #                   scalar; return_lse=True appends the per-sample lse (ndarray).
-#   dtype:          a floating input array keeps its scalar type (float16, float32,
-#                   float64, longdouble); anything else is typed np.floating[Any].
+#   dtype:          a float32, float64 or longdouble input array keeps its scalar
+#                   type (softmax / log_softmax: float16 too); anything else, and
+#                   any call with `dtype=` (the loss / lse dtype), is typed
+#                   np.floating[Any].
 # One simplification: softmax/log_softmax of a *0-d array* returns a NumPy scalar
 # at run time, typed here as an ndarray (Python/NumPy scalars are typed exactly).
 #
@@ -43,10 +45,15 @@ __all__ = [
     "set_num_threads",
 ]
 
-_SCT = TypeVar("_SCT", bound=np.floating[Any])
+# float16 / bfloat16 input: the loss and log-sum-exp come back as float32 (or as
+# `dtype=`), so the precise overloads take the other floating types only
+_SCT = TypeVar("_SCT", np.float32, np.float64, np.longdouble)
 _CSCT = TypeVar("_CSCT", bound=np.complexfloating[Any, Any])
-# real or complex: logsumexp without b, softmax and log_softmax keep the input's type
+# real or complex: softmax and log_softmax keep the input's type
 _ISCT = TypeVar("_ISCT", bound=np.inexact[Any])
+# logsumexp without b keeps it too, but for float16 / bfloat16 (float32)
+_LSCT = TypeVar("_LSCT", np.float32, np.float64, np.longdouble, np.complex64, np.complex128,
+                np.clongdouble)
 _Complex = np.complexfloating[Any, Any]
 _ArrayT = TypeVar("_ArrayT", bound=NDArray[Any])
 
@@ -80,10 +87,11 @@ def logsumexp(
     *,
     out: _ArrayT,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> _ArrayT: ...
 @overload
 def logsumexp(
-    a: NDArray[_ISCT],
+    a: NDArray[_LSCT],
     axis: None = None,
     b: None = None,
     keepdims: Literal[False] = False,
@@ -91,10 +99,11 @@ def logsumexp(
     *,
     out: None = None,
     where: ArrayLike | None = None,
-) -> _ISCT: ...
+    dtype: None = None,
+) -> _LSCT: ...
 @overload
 def logsumexp(
-    a: NDArray[_ISCT],
+    a: NDArray[_LSCT],
     axis: _Axis = None,
     b: None = None,
     keepdims: bool = False,
@@ -102,7 +111,8 @@ def logsumexp(
     *,
     out: None = None,
     where: ArrayLike | None = None,
-) -> NDArray[_ISCT] | _ISCT: ...
+    dtype: None = None,
+) -> NDArray[_LSCT] | _LSCT: ...
 # complex a with b: complex results, of the promoted dtype (csoftmax/_complex.py)
 @overload
 def logsumexp(
@@ -114,6 +124,7 @@ def logsumexp(
     *,
     out: None = None,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> NDArray[_Complex] | _Complex: ...
 @overload
 def logsumexp(
@@ -125,6 +136,7 @@ def logsumexp(
     *,
     out: None = None,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> _Float: ...
 @overload
 def logsumexp(
@@ -136,6 +148,7 @@ def logsumexp(
     *,
     out: None = None,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> _FloatArray | _Float: ...
 
 # return_sign=True: (result, sign); the sign is never written to `out`
@@ -149,6 +162,7 @@ def logsumexp(
     *,
     out: _ArrayT,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_ArrayT, _FloatArray | _Float]: ...
 @overload
 def logsumexp(
@@ -160,6 +174,7 @@ def logsumexp(
     return_sign: Literal[True],
     out: _ArrayT,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_ArrayT, _FloatArray | _Float]: ...
 @overload
 def logsumexp(
@@ -171,6 +186,7 @@ def logsumexp(
     return_sign: Literal[True],
     out: None = None,
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> tuple[_SCT, _SCT]: ...
 @overload
 def logsumexp(
@@ -182,6 +198,7 @@ def logsumexp(
     return_sign: Literal[True],
     out: None = None,
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> tuple[NDArray[_SCT] | _SCT, NDArray[_SCT] | _SCT]: ...
 # complex a with return_sign: (log|sum| real, the unit complex sign)
 @overload
@@ -194,6 +211,7 @@ def logsumexp(
     return_sign: Literal[True],
     out: None = None,
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> tuple[_FloatArray | _Float, NDArray[_CSCT] | _CSCT]: ...
 @overload
 def logsumexp(
@@ -205,6 +223,7 @@ def logsumexp(
     return_sign: Literal[True],
     out: None = None,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_Float, _Float]: ...
 @overload
 def logsumexp(
@@ -216,6 +235,7 @@ def logsumexp(
     *,
     out: None = None,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_FloatArray | _Float, _FloatArray | _Float]: ...
 @overload
 def logsumexp(
@@ -227,6 +247,7 @@ def logsumexp(
     return_sign: Literal[True],
     out: None = None,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_FloatArray | _Float, _FloatArray | _Float]: ...
 
 # return_sign only known as bool
@@ -240,6 +261,7 @@ def logsumexp(
     *,
     out: NDArray[Any] | None = None,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> Any: ...
 
 # --------------------------------------------------------------------------- softmax
@@ -301,6 +323,7 @@ def cross_entropy(
     softcap: float | None = None,
     return_lse: Literal[False] = False,
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> _SCT: ...
 @overload
 def cross_entropy(
@@ -317,6 +340,7 @@ def cross_entropy(
     softcap: float | None = None,
     return_lse: Literal[False] = False,
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> NDArray[_SCT]: ...
 @overload
 def cross_entropy(
@@ -333,6 +357,7 @@ def cross_entropy(
     softcap: float | None = None,
     return_lse: Literal[True],
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> tuple[_SCT, NDArray[_SCT]]: ...
 @overload
 def cross_entropy(
@@ -349,6 +374,7 @@ def cross_entropy(
     softcap: float | None = None,
     return_lse: Literal[True],
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy(
@@ -365,6 +391,7 @@ def cross_entropy(
     softcap: float | None = None,
     return_lse: Literal[False] = False,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> _Float: ...
 @overload
 def cross_entropy(
@@ -381,6 +408,7 @@ def cross_entropy(
     softcap: float | None = None,
     return_lse: Literal[False] = False,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> _FloatArray: ...
 @overload
 def cross_entropy(
@@ -397,6 +425,7 @@ def cross_entropy(
     softcap: float | None = None,
     return_lse: Literal[True],
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_Float, _FloatArray]: ...
 @overload
 def cross_entropy(
@@ -413,6 +442,7 @@ def cross_entropy(
     softcap: float | None = None,
     return_lse: Literal[True],
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy(
@@ -429,6 +459,7 @@ def cross_entropy(
     softcap: float | None = None,
     return_lse: bool = False,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> _Float | _FloatArray | tuple[_Float | _FloatArray, _FloatArray]: ...
 
 # ------------------------------------------------------------------- cross_entropy_with_grad
@@ -453,6 +484,7 @@ def cross_entropy_with_grad(
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> tuple[_SCT, NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -472,6 +504,7 @@ def cross_entropy_with_grad(
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> tuple[NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -491,6 +524,7 @@ def cross_entropy_with_grad(
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> tuple[_SCT, NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -510,6 +544,7 @@ def cross_entropy_with_grad(
     out: NDArray[_SCT] | None = None,
     inplace: bool = False,
     where: ArrayLike | None = None,
+    dtype: None = None,
 ) -> tuple[NDArray[_SCT], NDArray[_SCT], NDArray[_SCT]]: ...
 @overload
 def cross_entropy_with_grad(
@@ -529,6 +564,7 @@ def cross_entropy_with_grad(
     out: NDArray[Any] | None = None,
     inplace: bool = False,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_Float, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -548,6 +584,7 @@ def cross_entropy_with_grad(
     out: NDArray[Any] | None = None,
     inplace: bool = False,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -567,6 +604,7 @@ def cross_entropy_with_grad(
     out: NDArray[Any] | None = None,
     inplace: bool = False,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_Float, _FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -586,6 +624,7 @@ def cross_entropy_with_grad(
     out: NDArray[Any] | None = None,
     inplace: bool = False,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> tuple[_FloatArray, _FloatArray, _FloatArray]: ...
 @overload
 def cross_entropy_with_grad(
@@ -605,6 +644,7 @@ def cross_entropy_with_grad(
     out: NDArray[Any] | None = None,
     inplace: bool = False,
     where: ArrayLike | None = None,
+    dtype: DTypeLike = None,
 ) -> (
     tuple[_Float | _FloatArray, _FloatArray]
     | tuple[_Float | _FloatArray, _FloatArray, _FloatArray]

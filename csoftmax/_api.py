@@ -39,16 +39,26 @@ _REDUCTIONS = ("none", "sum", "mean")
 
 # --------------------------------------------------------------------------- dtypes
 
+def _is_half(dt: np.dtype) -> bool:
+    """float16, or bfloat16 (ml_dtypes' dtype, recognised by its name: ml_dtypes
+    is never imported here)."""
+    return dt.itemsize == 2 and (dt.char == "e" or dt.name == "bfloat16")
+
+
 def _dtypes(dt: np.dtype, what: str) -> tuple[np.dtype, np.dtype]:
     """(compute dtype, result dtype) for an input dtype.
 
-    float32 and float64 are kept; float16 is computed in float32 and returned
-    as float16; integers become float64; longdouble
-    is computed in float64 and returned as longdouble.  Anything else
-    (complex, bool, object, strings, datetimes) raises TypeError.
+    float32 and float64 are kept; float16 and bfloat16 are computed in float32
+    and returned in their own dtype (logsumexp, softmax, log_softmax and the
+    cross-entropy read and write them directly: _kernel_dtype); integers
+    become float64; longdouble is computed in float64 and returned as
+    longdouble.  Anything else (complex, bool, object, strings, datetimes)
+    raises TypeError.
     """
     if dt == _F32 or dt == _F64:
         return dt, dt
+    if _is_half(dt):
+        return _F32, dt
     kind = dt.kind
     if kind == "f":
         if dt.itemsize <= 4:
@@ -59,6 +69,24 @@ def _dtypes(dt: np.dtype, what: str) -> tuple[np.dtype, np.dtype]:
     if kind == "c":
         raise TypeError(f"{what}: complex input is not supported (got {dt})")
     raise TypeError(f"{what}: expected a real floating or integer array, got dtype {dt}")
+
+
+def _kernel_dtype(cdt: np.dtype, rdt: np.dtype) -> np.dtype:
+    """The dtype the row kernels read and write: the 16-bit dtype itself for
+    float16 / bfloat16 results (src_c/kernels_half.h), else the compute dtype."""
+    return rdt if _is_half(rdt) else cdt
+
+
+def _row_dtype(rdt: np.dtype, dtype, what: str) -> np.dtype:
+    """The dtype of per-row results (log-sum-exp, loss): `dtype` if given, else
+    float32 for float16 / bfloat16 input (a 16-bit loss is too coarse to
+    train or evaluate with), else the result dtype."""
+    if dtype is None:
+        return _F32 if _is_half(rdt) else rdt
+    d = np.dtype(dtype)
+    if d.kind != "f" and not _is_half(d):
+        raise TypeError(f"{what}: dtype must be a floating dtype, got {d}")
+    return d
 
 
 def _native(a: np.ndarray, cdt: np.dtype) -> np.ndarray:
@@ -195,7 +223,7 @@ def _grad_out(z_in, out, inplace: bool, shape, rdt: np.dtype, name: str):
             raise TypeError("inplace=True needs logits to be a numpy.ndarray")
         if not z_in.flags.writeable:
             raise ValueError("inplace=True but logits is read-only")
-        if z_in.dtype.kind != "f":
+        if z_in.dtype.kind != "f" and not _is_half(z_in.dtype):
             raise ValueError(f"inplace=True needs floating-point logits, got {z_in.dtype}")
         return z_in
     if out is not None:
@@ -249,7 +277,7 @@ def _masked_copy(x: np.ndarray, wb: np.ndarray, dtype, fill) -> np.ndarray:
     return np.where(wb, x, np.asarray(fill, dtype=dtype)).astype(dtype, copy=False)
 
 
-def _logsumexp_where(a, axis, b, keepdims, return_sign, out, where):
+def _logsumexp_where(a, axis, b, keepdims, return_sign, out, where, dtype=None):
     """logsumexp with a where= mask: masked elements as if b were 0 there."""
     a = np.asarray(a)
     b = None if b is None else np.asarray(b)
@@ -286,6 +314,7 @@ def _logsumexp_where(a, axis, b, keepdims, return_sign, out, where):
         cdt, rdt = _dtypes(np.result_type(a.dtype, b.dtype), "logsumexp")
     else:
         cdt, rdt = _dtypes(a.dtype, "logsumexp")
+    rdt = _row_dtype(rdt, dtype, "logsumexp")
     res_shape = _reduced_shape(sh1, axes, keepdims)
     if out is not None:
         _check_out(out, res_shape, rdt)
@@ -332,7 +361,7 @@ def _finish_grad(g: np.ndarray, out, rdt: np.dtype):
 # --------------------------------------------------------------------------- logsumexp
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None,
-              where=None):
+              where=None, dtype=None):
     """Compute the log of the sum of exponentials of input elements.
 
     A drop-in replacement for :func:`scipy.special.logsumexp`: same
@@ -344,9 +373,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     Parameters
     ----------
     a : array_like
-        Input array (integer input is computed in float64, float16 in
-        float32 and returned as float16; complex64 in complex128 and returned
-        as complex64).
+        Input array (integer input is computed in float64; float16 and
+        bfloat16 (``ml_dtypes.bfloat16``) are read directly, computed in
+        float32 with float64 sums and returned as float32; complex64 in
+        complex128 and returned as complex64).
     axis : None or int or tuple of ints, optional
         Axis or axes over which the sum is taken.  By default all elements.
     b : array_like, optional
@@ -365,6 +395,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
         gives ``-inf`` and, with `return_sign`, the sign 0 -- no NaN and no
         warning (JAX's ``logsumexp(where=)``).  The masked input is copied
         once; ``where=None`` is the plain path.
+    dtype : dtype, optional
+        The result's dtype (a floating dtype).  Default: float32 for float16
+        and bfloat16 input, else the input's (float64 for integers).  Not for
+        complex input.
 
     Returns
     -------
@@ -395,16 +429,18 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     """
     if (type(a) is np.ndarray and b is None and out is None and not keepdims
             and not return_sign and a.ndim == 2 and type(axis) is int
-            and (axis == -1 or axis == 1) and where is None):
+            and (axis == -1 or axis == 1) and where is None and dtype is None):
         r = _core.logsumexp_fast(a)         # small-call fast path (same bits), or None
         if r is not None:
             return r
     if where is not None:
-        return _logsumexp_where(a, axis, b, keepdims, return_sign, out, where)
+        return _logsumexp_where(a, axis, b, keepdims, return_sign, out, where, dtype)
     a = np.asarray(a)
     if b is not None:
         b = np.asarray(b)
     if a.dtype.kind == "c" or (b is not None and b.dtype.kind == "c"):
+        if dtype is not None:
+            raise TypeError("logsumexp: dtype= is for real input")
         return _logsumexp_complex(a, axis, b, keepdims, return_sign, out)
     if b is not None:
         _dtypes(a.dtype, "logsumexp")      # reject bool/object a before promotion
@@ -412,6 +448,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
         a, b = np.broadcast_arrays(a, b)
     else:
         cdt, rdt = _dtypes(a.dtype, "logsumexp")
+    kdt = _kernel_dtype(cdt, rdt)           # 16-bit input: read as it is
+    half = kdt != cdt
+    ldt = _F32 if half else cdt             # what the kernel writes per row
+    rdt = _row_dtype(rdt, dtype, "logsumexp")
     if a.ndim == 0:
         a = a.reshape(1)
         if b is not None:
@@ -422,8 +462,8 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     if out is not None:
         _check_out(out, res_shape, rdt)
 
-    lse = np.empty(batch_shape, dtype=cdt)
-    sign = np.empty(batch_shape, dtype=cdt) if (return_sign and b is not None) else None
+    lse = np.empty(batch_shape, dtype=ldt)
+    sign = np.empty(batch_shape, dtype=ldt) if (return_sign and b is not None) else None
     c = math.prod(a.shape[i] for i in axes)
     if lse.size == 0:
         pass
@@ -432,31 +472,32 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
         if sign is not None:
             sign.fill(-1.0)       # SciPy: sign(-inf)
     else:
-        x3 = _rows3_in(_native(a, cdt), axes)
+        x3 = _rows3_in(_native(a, kdt), axes)
         n0, n1 = x3.shape[0], x3.shape[1]
         l2 = _rows2(lse, n0, n1)
         if b is None:
-            _core.logsumexp_rows(x3, l2)
+            (_core.logsumexp_rows_h if half else _core.logsumexp_rows)(x3, l2)
         else:
-            b3 = _rows3_in(_native(b, cdt), axes)
-            _core.logsumexp_b_rows(x3, b3, l2, None if sign is None else _rows2(sign, n0, n1))
+            b3 = _rows3_in(_native(b, kdt), axes)
+            (_core.logsumexp_b_rows_h if half else _core.logsumexp_b_rows)(
+                x3, b3, l2, None if sign is None else _rows2(sign, n0, n1))
     if return_sign and b is None:
         # Without weights the sum is positive unless it is 0 (lse = -inf) or NaN.
-        sign = np.where(lse == -np.inf, -1.0 if c == 0 else 0.0, 1.0).astype(cdt)
+        sign = np.where(lse == -np.inf, -1.0 if c == 0 else 0.0, 1.0).astype(ldt)
         sign[np.isnan(lse)] = np.nan
 
     res = lse.reshape(res_shape)
     if out is not None:
         np.copyto(out, res, casting="unsafe")
         res = out
-    elif rdt != cdt:
+    elif rdt != ldt:
         res = res.astype(rdt)
     elif res.ndim == 0:
         res = res[()]
     if not return_sign:
         return res
     sign = sign.reshape(res_shape)
-    if rdt != cdt:
+    if rdt != ldt:
         sign = sign.astype(rdt)
     if sign.ndim == 0:
         sign = sign[()]
@@ -505,6 +546,8 @@ def _softmax_impl(x, axis, out, log: bool, name: str):
     if x.dtype.kind == "c":
         return _softmax_complex(x, axis, out, log)
     cdt, rdt = _dtypes(x.dtype, name)
+    cdt = _kernel_dtype(cdt, rdt)           # 16-bit input: read and written as it is
+    half = _is_half(cdt)
     zero_d = x.ndim == 0
     xv = x.reshape(1) if zero_d else x
     axes = _axes(axis, xv.ndim)
@@ -523,7 +566,7 @@ def _softmax_impl(x, axis, out, log: bool, name: str):
         y, y3 = _alloc_rows(xv.shape, cdt, axes)
     if xv.size and c:
         x3 = _rows3_in(xin, axes)
-        _core.softmax_rows(x3, y3, log)
+        (_core.softmax_rows_h if half else _core.softmax_rows)(x3, y3, log)
 
     if out is not None:
         if y is not out:
@@ -669,7 +712,8 @@ def log_softmax(x, axis=None, *, out=None, where=None):
 class _XentSpec:
     """Everything the cross-entropy kernels need, validated and normalised."""
 
-    __slots__ = ("z", "t", "ax", "batch_shape", "cdt", "rdt", "soft", "c", "n", "n0", "n1",
+    __slots__ = ("z", "t", "ax", "batch_shape", "cdt", "rdt", "kdt", "ldt", "half", "soft",
+                 "c", "n", "n0", "n1",
                  "weight", "wsum", "sample_weight", "ignore_index", "eps", "alpha", "cap",
                  "reduction", "labels")
 
@@ -704,7 +748,7 @@ def _nonneg_array(v, shape, dtype, name, what):
 
 
 def _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
-                  label_smoothing, z_loss, softcap, name):
+                  label_smoothing, z_loss, softcap, name, dtype=None):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     sp = _XentSpec()
@@ -723,7 +767,7 @@ def _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore
                 f"{name}: integer target has shape {t.shape}; expected {batch_shape} "
                 f"(logits shape {z.shape} without the class axis {ax})")
         sp.soft = False
-    elif kind == "f":
+    elif kind == "f" or _is_half(t.dtype):
         if t.shape != z.shape:
             raise ValueError(
                 f"{name}: probability target has shape {t.shape}; expected the logits' "
@@ -735,6 +779,11 @@ def _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore
         raise TypeError(f"{name}: target must be integer labels or float probabilities, "
                         f"got dtype {t.dtype}")
     sp.z, sp.t, sp.ax, sp.batch_shape = z, t, ax, batch_shape
+    # 16-bit logits are read (and the gradient written) as they are, with soft
+    # targets of the same dtype; other soft targets go through float32 copies
+    sp.half = _is_half(sp.rdt) and (not sp.soft or t.dtype == z.dtype)
+    sp.kdt = sp.rdt if sp.half else sp.cdt
+    sp.ldt = _row_dtype(sp.rdt, dtype, name)
     sp.c = z.shape[ax]
     sp.n = math.prod(batch_shape)
     sp.n0 = math.prod(z.shape[:ax])
@@ -879,20 +928,22 @@ def _run_xent(sp: _XentSpec, grad3, grad_scale: float, row_gscale, want_lse: boo
             if lse is not None:
                 lse.fill(-np.inf)
             return loss, lse
-        z3 = _rows3_in(_native(sp.z, sp.cdt), axes)
-        tt = _native(sp.t, sp.cdt)
+        z3 = _rows3_in(_native(sp.z, sp.kdt), axes)
+        tt = _native(sp.t, sp.kdt)
         if grad3 is not None and np.shares_memory(tt, grad3):
             tt = tt.copy()
         t3 = _rows3_in(tt, axes)
-        _core.xent_soft_rows(z3, t3, l2, grad3, grad_scale, **kw)
+        (_core.xent_soft_rows_h if sp.half else _core.xent_soft_rows)(
+            z3, t3, l2, grad3, grad_scale, **kw)
         return loss, lse
     lab2, ig, use_ignore = _label_rows(sp.labels, sp.n0, sp.n1, sp.ignore_index,
                                        sp.batch_shape, sp.c, grad3)
     if sp.c == 0:
         return loss, lse
-    z3 = _rows3_in(_native(sp.z, sp.cdt), axes)
+    z3 = _rows3_in(_native(sp.z, sp.kdt), axes)
     try:
-        _core.xent_labels_rows(z3, lab2, l2, grad3, grad_scale, ig, use_ignore, **kw)
+        (_core.xent_labels_rows_h if sp.half else _core.xent_labels_rows)(
+            z3, lab2, l2, grad3, grad_scale, ig, use_ignore, **kw)
     except _core.LabelError as e:
         _raise_label(e.row, e.value, sp.batch_shape, sp.c)
     return loss, lse
@@ -932,7 +983,7 @@ def _raise_label(row, value, batch_shape, c):
 
 
 def _reduce(loss: np.ndarray, sp: _XentSpec, denom: float):
-    rdt = sp.rdt
+    rdt = sp.ldt
     if sp.reduction == "none":
         with np.errstate(over="ignore"):       # a float32 loss may round to inf
             return loss.astype(rdt)
@@ -947,14 +998,14 @@ def _finish(sp, loss, lse, denom, return_lse, extra=()):
     res = _reduce(loss, sp, denom)
     if return_lse:
         with np.errstate(over="ignore"):
-            lse = lse.reshape(sp.batch_shape).astype(sp.rdt)
+            lse = lse.reshape(sp.batch_shape).astype(sp.ldt)
         return (res,) + tuple(extra) + (lse,)
     return (res,) + tuple(extra) if extra else res
 
 
 def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                 label_smoothing, z_loss, softcap, return_lse, where, want_grad,
-                grad_scale=1.0, out=None, inplace=False):
+                grad_scale=1.0, out=None, inplace=False, dtype=None):
     """cross_entropy[_with_grad] with a where= mask of the classes taking part.
 
     The kernels run unchanged on a private copy of the logits:
@@ -990,7 +1041,8 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
     name = "cross_entropy_with_grad" if want_grad else "cross_entropy"
     z_in = logits
     sp = _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
-                       label_smoothing, z_loss, softcap, name)
+                       label_smoothing, z_loss, softcap, name, dtype)
+    sp.half, sp.kdt = False, sp.cdt       # the kernels run on a private copy in cdt
     z, ax, cdt, c = sp.z, sp.ax, sp.cdt, sp.c
     axes = (ax,)
     wb = _where_mask(where, z.shape, name)
@@ -1112,7 +1164,10 @@ def _xent_where(logits, target, axis, weight, sample_weight, ignore_index, reduc
 _XENT_PARAMS_DOC = """
     logits : array_like
         Unnormalised scores; classes along `axis`.  float32 and float64 are
-        kept; float16 is computed in float32; integers in float64.
+        kept; float16 and bfloat16 (``ml_dtypes.bfloat16``) are read as they
+        are and computed in float32 with float64 sums (the gradient is
+        written in their dtype, the loss returned as float32: see `dtype`);
+        integers in float64.
     target : array_like
         Integer class labels (any signed or unsigned integer dtype) with the
         shape of `logits` without `axis`, or class probabilities (float) with
@@ -1157,22 +1212,29 @@ _XENT_PARAMS_DOC = """
         loss 0, gradient 0, lse 0, label not checked, not in "mean" -- no NaN
         and no warning.  Implemented in NumPy around the kernels (one masked
         copy of the logits; dense targets for soft targets and smoothing);
-        ``where=None`` is the plain path."""
+        ``where=None`` is the plain path.
+    dtype : dtype, optional
+        The dtype of the loss (and of the returned lse): a floating dtype.
+        Default: float32 for float16 and bfloat16 logits (a 16-bit loss is
+        too coarse), else the logits' result dtype.  The gradient always has
+        the logits' result dtype."""
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
                   ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
-                  softcap=None, return_lse=False, where=None):
+                  softcap=None, return_lse=False, where=None, dtype=None):
     if where is not None:
         return _xent_where(logits, target, axis, weight, sample_weight, ignore_index,
                            reduction, label_smoothing, z_loss, softcap, return_lse, where,
-                           False)
-    r = _core.xent_try(logits, target, axis, weight, sample_weight, ignore_index, reduction,
-                       label_smoothing, z_loss, softcap, return_lse, 1.0, None, False, False)
-    if r is not None:
-        return r
+                           False, dtype=dtype)
+    if dtype is None:
+        r = _core.xent_try(logits, target, axis, weight, sample_weight, ignore_index,
+                           reduction, label_smoothing, z_loss, softcap, return_lse, 1.0, None,
+                           False, False)
+        if r is not None:
+            return r
     sp = _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
-                       label_smoothing, z_loss, softcap, "cross_entropy")
+                       label_smoothing, z_loss, softcap, "cross_entropy", dtype)
     loss, lse = _run_xent(sp, None, 1.0, None, return_lse)
     denom = _denominator(sp) if reduction == "mean" else 1.0
     return _finish(sp, loss, lse, denom, return_lse)
@@ -1215,20 +1277,21 @@ cross_entropy.__doc__ = """Softmax cross-entropy loss with PyTorch's options, in
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
                             ignore_index=-100, reduction="mean", label_smoothing=0.0,
                             z_loss=0.0, softcap=None, return_lse=False, grad_scale=1.0,
-                            out=None, inplace=False, where=None):
+                            out=None, inplace=False, where=None, dtype=None):
     if where is not None:
         return _xent_where(logits, target, axis, weight, sample_weight, ignore_index,
                            reduction, label_smoothing, z_loss, softcap, return_lse, where,
-                           True, grad_scale, out, inplace)
+                           True, grad_scale, out, inplace, dtype)
     name = "cross_entropy_with_grad"
-    r = _core.xent_try(logits, target, axis, weight, sample_weight, ignore_index, reduction,
-                       label_smoothing, z_loss, softcap, return_lse, grad_scale, out, inplace,
-                       True)
-    if r is not None:
-        return r
+    if dtype is None:
+        r = _core.xent_try(logits, target, axis, weight, sample_weight, ignore_index,
+                           reduction, label_smoothing, z_loss, softcap, return_lse,
+                           grad_scale, out, inplace, True)
+        if r is not None:
+            return r
     z_in = logits
     sp = _prepare_xent(logits, target, axis, reduction, weight, sample_weight, ignore_index,
-                       label_smoothing, z_loss, softcap, name)
+                       label_smoothing, z_loss, softcap, name, dtype)
     z = sp.z
     axes = (sp.ax,)
     gs0, gs_arr = _upstream(grad_scale, sp, reduction, name)
@@ -1236,7 +1299,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weig
 
     denom = _denominator(sp) if reduction == "mean" else 1.0
     scale, row_gscale = _grad_factors(gs0, gs_arr, sp, reduction, denom)
-    g, grad3 = _grad_rows(out, z, sp.cdt, axes)
+    g, grad3 = _grad_rows(out, z, sp.kdt, axes)
     loss, lse = _run_xent(sp, grad3 if g.size else None, scale, row_gscale, return_lse)
     return _finish(sp, loss, lse, denom, return_lse, extra=(_finish_grad(g, out, sp.rdt),))
 

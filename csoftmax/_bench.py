@@ -639,6 +639,10 @@ def bench_main(argv: list[str]) -> int:
                    help="run the loss table instead: binary cross-entropy, distillation KL, "
                         "token log-probabilities against PyTorch, the NumPy idiom and the "
                         "floors, with issue 16's targets judged PASS/MISS")
+    p.add_argument("--half", action="store_true",
+                   help="run the half-precision table instead: float16 and bfloat16 against "
+                        "float32 and PyTorch's bfloat16 loss + backward (--shapes are its "
+                        "shapes), with issue 14's targets judged PASS/MISS (needs ml_dtypes)")
     from csoftmax._bench_losses import add_arguments as _loss_arguments
     _loss_arguments(p, bench=True)
     p.add_argument("--classes", default=",".join(str(c) for c in SWEEP_CLASSES),
@@ -646,8 +650,8 @@ def bench_main(argv: list[str]) -> int:
     p.add_argument("--elems", type=int, default=SWEEP_ELEMS,
                    help="N*C per sweep problem, N = round(elems / C) (default %(default)s)")
     a = p.parse_args(argv)
-    if (a.smoke or a.bce_shapes) and not a.losses:
-        p.error("--smoke and --bce-shapes go with --losses")
+    if (a.smoke and not (a.losses or a.half)) or (a.bce_shapes and not a.losses):
+        p.error("--smoke goes with --losses or --half, --bce-shapes with --losses")
     dtypes = tuple((a.dtypes or "float32,float64").split(","))
     if a.plot:
         _import_matplotlib()        # fail now, not after the sweep
@@ -661,7 +665,12 @@ def bench_main(argv: list[str]) -> int:
         from csoftmax._bench_layouts import run_layouts
         payload["layouts"] = run_layouts(dtypes=dtypes, threads=threads,
                                          reps=a.reps or 11, cold=not a.warm, out=out)
-    if a.losses:
+    if a.half:
+        from csoftmax._bench_half import SMOKE_SHAPES, run_half
+        payload["half"] = run_half(shapes=SMOKE_SHAPES if a.smoke else shapes,
+                                   threads=threads, reps=1 if a.smoke else (a.reps or 11),
+                                   cold=not (a.warm or a.smoke), out=out)
+    elif a.losses:
         from csoftmax._bench_losses import run_from_args
         payload["losses"] = run_from_args(a, out)
         payload["cold"] = not (a.warm or a.smoke)

@@ -1,5 +1,5 @@
 # Declarations of the plain-C kernel API (src_c/csoftmax.h).
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t
 
 cdef extern from "csoftmax.h" nogil:
     ctypedef enum csm_status:
@@ -86,6 +86,34 @@ cdef extern from "csoftmax.h" nogil:
     int csm_xent_soft_f64(csm_shape sh, const double *z, csm_strides zs, const double *t, csm_strides ts,
                           const csm_xent_opts *opt, double *loss, csm_strides ls,
                           double *grad, csm_strides gs)
+    # half precision (src_c/kernels_half.h): 16-bit patterns, float32 compute
+    int csm_logsumexp_f16(csm_shape sh, const uint16_t *x, csm_strides xs, float *lse, csm_strides ls)
+    int csm_logsumexp_b_f16(csm_shape sh, const uint16_t *x, csm_strides xs, const uint16_t *b,
+                            csm_strides bs, float *lse, csm_strides ls, float *sign, csm_strides ss)
+    int csm_softmax_f16(csm_shape sh, const uint16_t *x, csm_strides xs, uint16_t *y, csm_strides ys)
+    int csm_log_softmax_f16(csm_shape sh, const uint16_t *x, csm_strides xs, uint16_t *y, csm_strides ys)
+    int csm_xent_labels_f16(csm_shape sh, const uint16_t *z, csm_strides zs, const int64_t *label,
+                            csm_strides lbs, const csm_xent_opts *opt, double *loss, csm_strides ls,
+                            uint16_t *grad, csm_strides gs, csm_error *err)
+    int csm_xent_soft_f16(csm_shape sh, const uint16_t *z, csm_strides zs, const uint16_t *t,
+                          csm_strides ts, const csm_xent_opts *opt, double *loss, csm_strides ls,
+                          uint16_t *grad, csm_strides gs)
+    int csm_widen_f16(Py_ssize_t n, const uint16_t *x, float *out)
+    int csm_narrow_f16(Py_ssize_t n, const float *x, uint16_t *out)
+    # half precision (src_c/kernels_half.h): 16-bit patterns, float32 compute
+    int csm_logsumexp_bf16(csm_shape sh, const uint16_t *x, csm_strides xs, float *lse, csm_strides ls)
+    int csm_logsumexp_b_bf16(csm_shape sh, const uint16_t *x, csm_strides xs, const uint16_t *b,
+                            csm_strides bs, float *lse, csm_strides ls, float *sign, csm_strides ss)
+    int csm_softmax_bf16(csm_shape sh, const uint16_t *x, csm_strides xs, uint16_t *y, csm_strides ys)
+    int csm_log_softmax_bf16(csm_shape sh, const uint16_t *x, csm_strides xs, uint16_t *y, csm_strides ys)
+    int csm_xent_labels_bf16(csm_shape sh, const uint16_t *z, csm_strides zs, const int64_t *label,
+                            csm_strides lbs, const csm_xent_opts *opt, double *loss, csm_strides ls,
+                            uint16_t *grad, csm_strides gs, csm_error *err)
+    int csm_xent_soft_bf16(csm_shape sh, const uint16_t *z, csm_strides zs, const uint16_t *t,
+                          csm_strides ts, const csm_xent_opts *opt, double *loss, csm_strides ls,
+                          uint16_t *grad, csm_strides gs)
+    int csm_widen_bf16(Py_ssize_t n, const uint16_t *x, float *out)
+    int csm_narrow_bf16(Py_ssize_t n, const float *x, uint16_t *out)
     int csm_exp_f32(Py_ssize_t n, const float *x, float *out)
     int csm_exp_f64(Py_ssize_t n, const double *x, double *out)
     int csm_softcap_f32(Py_ssize_t n, const float *x, double cap, float *out)

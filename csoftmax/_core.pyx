@@ -18,7 +18,7 @@ Design
 4. Empty problems (any of n0, n1, c zero) never reach C: the front end
    answers them, so ``&x[0, 0, 0]`` here always points at a real element.
 """
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t
 from libc.math cimport INFINITY
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDES, PyBUF_WRITABLE
@@ -559,6 +559,231 @@ def token_logprobs_rows(const real[:, :, :] x,        # IN  (n0, n1, c) logits
     if st == CSM_ERR_LABEL:
         raise LabelError("bad label", err.row, err.value)
     _check(st)
+
+
+# ---- half precision: float16 / bfloat16 (src_c/kernels_half.h) -------------------
+# The front end passes the float16 / ml_dtypes.bfloat16 arrays themselves; they
+# are read through uint16 views of the same memory (no copy) and the format
+# travels as fmt (0 float16, 1 bfloat16).
+
+cdef int _hfmt(object a) except -1:
+    dt = a.dtype
+    if dt.char == "e":
+        return 0
+    if dt.itemsize == 2 and dt.name == "bfloat16":
+        return 1
+    raise TypeError(f"csoftmax: expected a float16 or bfloat16 array, got {dt}")
+
+
+cdef object _u16v(object a):
+    return None if a is None else a.view(_np.uint16)
+
+
+def logsumexp_rows_h(x,                      # IN  (n0, n1, c) float16 / bfloat16
+                     float[:, :] lse):       # OUT (n0, n1) float32
+    """lse[i, j] = log(sum_k exp(x[i, j, k])), computed in float32 with float64 sums."""
+    cdef int fmt = _hfmt(x)
+    cdef const uint16_t[:, :, :] xv = _u16v(x)
+    cdef csm_shape sh = _shape3(xv.shape)
+    cdef csm_strides xs = _st3(xv.strides, 2), ls = _st2(lse.strides, sizeof(float))
+    cdef int st
+    with nogil:
+        if fmt == 0:
+            st = csm_logsumexp_f16(sh, &xv[0, 0, 0], xs, &lse[0, 0], ls)
+        else:
+            st = csm_logsumexp_bf16(sh, &xv[0, 0, 0], xs, &lse[0, 0], ls)
+    _check(st)
+
+
+def logsumexp_b_rows_h(x,                    # IN  (n0, n1, c) float16 / bfloat16
+                       b,                    # IN  (n0, n1, c) same dtype, may have zero strides
+                       float[:, :] lse,      # OUT (n0, n1) float32
+                       float[:, :] sign):    # OUT (n0, n1) float32 or None
+    """Weighted log-sum-exp (SciPy's semantics) of 16-bit rows."""
+    cdef int fmt = _hfmt(x)
+    if _hfmt(b) != fmt:
+        raise TypeError("csoftmax: a and b must have the same 16-bit dtype")
+    cdef const uint16_t[:, :, :] xv = _u16v(x)
+    cdef const uint16_t[:, :, :] bv = _u16v(b)
+    cdef csm_shape sh = _shape3(xv.shape)
+    cdef csm_strides xs = _st3(xv.strides, 2), bs = _st3(bv.strides, 2)
+    cdef csm_strides ls = _st2(lse.strides, sizeof(float)), ss
+    cdef float *sp = NULL
+    cdef int st
+    ss.s0 = ss.s1 = ss.sc = 0
+    if sign is not None:
+        ss = _st2(sign.strides, sizeof(float))
+        sp = &sign[0, 0]
+    with nogil:
+        if fmt == 0:
+            st = csm_logsumexp_b_f16(sh, &xv[0, 0, 0], xs, &bv[0, 0, 0], bs, &lse[0, 0], ls, sp, ss)
+        else:
+            st = csm_logsumexp_b_bf16(sh, &xv[0, 0, 0], xs, &bv[0, 0, 0], bs, &lse[0, 0], ls, sp, ss)
+    _check(st)
+
+
+def softmax_rows_h(x,                        # IN  (n0, n1, c) float16 / bfloat16
+                   y,                        # OUT (n0, n1, c) same dtype, may be x itself
+                   bint log):
+    """y = softmax(x) or log_softmax(x) of 16-bit rows, rounded once to their dtype."""
+    cdef int fmt = _hfmt(x)
+    if _hfmt(y) != fmt:
+        raise TypeError("csoftmax: x and y must have the same 16-bit dtype")
+    cdef const uint16_t[:, :, :] xv = _u16v(x)
+    cdef uint16_t[:, :, :] yv = _u16v(y)
+    cdef csm_shape sh = _shape3(xv.shape)
+    cdef csm_strides xs = _st3(xv.strides, 2), ys = _st3(yv.strides, 2)
+    cdef int st
+    with nogil:
+        if fmt == 0:
+            if log:
+                st = csm_log_softmax_f16(sh, &xv[0, 0, 0], xs, &yv[0, 0, 0], ys)
+            else:
+                st = csm_softmax_f16(sh, &xv[0, 0, 0], xs, &yv[0, 0, 0], ys)
+        else:
+            if log:
+                st = csm_log_softmax_bf16(sh, &xv[0, 0, 0], xs, &yv[0, 0, 0], ys)
+            else:
+                st = csm_softmax_bf16(sh, &xv[0, 0, 0], xs, &yv[0, 0, 0], ys)
+    _check(st)
+
+
+def xent_labels_rows_h(z,                          # IN  (n0, n1, c) float16 / bfloat16 logits
+                       const int64_t[:, :] label,  # IN  (n0, n1)
+                       double[:, :] loss,          # OUT (n0, n1) per-row loss
+                       grad,                       # OUT (n0, n1, c) same dtype, or None; may be z
+                       double grad_scale,
+                       int64_t ignore_index,
+                       bint use_ignore,
+                       row_scale=None,
+                       row_gscale=None,
+                       const float[::1] class_weight=None,   # IN (c,) float32 or None
+                       double wsum=0.0,
+                       double label_smoothing=0.0,
+                       double z_loss=0.0,
+                       double softcap=0.0,
+                       lse_out=None):
+    """xent_labels_rows for 16-bit logits (class weights in float32)."""
+    cdef int fmt = _hfmt(z)
+    cdef const uint16_t[:, :, :] zv = _u16v(z)
+    cdef uint16_t[:, :, :] gv
+    cdef csm_shape sh = _shape3(zv.shape)
+    cdef csm_strides zs = _st3(zv.strides, 2), gs
+    cdef csm_strides lbs = _st2(label.strides, sizeof(int64_t)), ls = _st2(loss.strides, sizeof(double))
+    cdef csm_xent_opts opt
+    cdef csm_error err
+    cdef uint16_t *gp = NULL
+    cdef int st
+    _fill_opts(&opt, grad_scale, row_scale, row_gscale, None, wsum, label_smoothing,
+               z_loss, softcap, lse_out, sh.n0 * sh.n1, sh.c)
+    opt.ignore_index = ignore_index
+    opt.use_ignore = use_ignore
+    if class_weight is not None:
+        if class_weight.shape[0] != sh.c:
+            raise ValueError("class_weight has the wrong length")
+        opt.class_weight = &class_weight[0]
+    err.row = -1
+    err.value = 0
+    gs.s0 = gs.s1 = gs.sc = 0
+    if grad is not None:
+        if _hfmt(grad) != fmt:
+            raise TypeError("csoftmax: logits and gradient must have the same 16-bit dtype")
+        gv = _u16v(grad)
+        gs = _st3(gv.strides, 2)
+        gp = &gv[0, 0, 0]
+    with nogil:
+        if fmt == 0:
+            st = csm_xent_labels_f16(sh, &zv[0, 0, 0], zs, &label[0, 0], lbs, &opt,
+                                     &loss[0, 0], ls, gp, gs, &err)
+        else:
+            st = csm_xent_labels_bf16(sh, &zv[0, 0, 0], zs, &label[0, 0], lbs, &opt,
+                                      &loss[0, 0], ls, gp, gs, &err)
+    if st == CSM_ERR_LABEL:
+        raise LabelError("bad label", err.row, err.value)
+    _check(st)
+
+
+def xent_soft_rows_h(z,                       # IN  (n0, n1, c) float16 / bfloat16 logits
+                     t,                       # IN  (n0, n1, c) same dtype, target distribution
+                     double[:, :] loss,       # OUT (n0, n1)
+                     grad,                    # OUT (n0, n1, c) same dtype, or None; may be z, not t
+                     double grad_scale,
+                     row_scale=None,
+                     row_gscale=None,
+                     const float[::1] class_weight=None,
+                     double wsum=0.0,
+                     double label_smoothing=0.0,
+                     double z_loss=0.0,
+                     double softcap=0.0,
+                     lse_out=None):
+    """xent_soft_rows for 16-bit logits and targets (class weights in float32)."""
+    cdef int fmt = _hfmt(z)
+    if _hfmt(t) != fmt:
+        raise TypeError("csoftmax: logits and targets must have the same 16-bit dtype")
+    cdef const uint16_t[:, :, :] zv = _u16v(z)
+    cdef const uint16_t[:, :, :] tv = _u16v(t)
+    cdef uint16_t[:, :, :] gv
+    cdef csm_shape sh = _shape3(zv.shape)
+    cdef csm_strides zs = _st3(zv.strides, 2), ts = _st3(tv.strides, 2), gs
+    cdef csm_strides ls = _st2(loss.strides, sizeof(double))
+    cdef csm_xent_opts opt
+    cdef uint16_t *gp = NULL
+    cdef int st
+    _fill_opts(&opt, grad_scale, row_scale, row_gscale, None, wsum, label_smoothing,
+               z_loss, softcap, lse_out, sh.n0 * sh.n1, sh.c)
+    if class_weight is not None:
+        if class_weight.shape[0] != sh.c:
+            raise ValueError("class_weight has the wrong length")
+        opt.class_weight = &class_weight[0]
+    gs.s0 = gs.s1 = gs.sc = 0
+    if grad is not None:
+        if _hfmt(grad) != fmt:
+            raise TypeError("csoftmax: logits and gradient must have the same 16-bit dtype")
+        gv = _u16v(grad)
+        gs = _st3(gv.strides, 2)
+        gp = &gv[0, 0, 0]
+    with nogil:
+        if fmt == 0:
+            st = csm_xent_soft_f16(sh, &zv[0, 0, 0], zs, &tv[0, 0, 0], ts, &opt, &loss[0, 0], ls,
+                                   gp, gs)
+        else:
+            st = csm_xent_soft_bf16(sh, &zv[0, 0, 0], zs, &tv[0, 0, 0], ts, &opt, &loss[0, 0], ls,
+                                    gp, gs)
+    _check(st)
+
+
+def half_widen(x, float[::1] out):
+    """out = x (a 1-D contiguous float16 / bfloat16 array) as float32, exactly, with
+    the active ISA's conversion."""
+    cdef int fmt = _hfmt(x)
+    cdef const uint16_t[::1] xv = _u16v(x)
+    cdef Py_ssize_t n = xv.shape[0]
+    if out.shape[0] != n:
+        raise ValueError("out must have the length of x")
+    if n == 0:
+        return
+    with nogil:
+        if fmt == 0:
+            csm_widen_f16(n, &xv[0], &out[0])
+        else:
+            csm_widen_bf16(n, &xv[0], &out[0])
+
+
+def half_narrow(const float[::1] x, out):
+    """out (a 1-D contiguous float16 / bfloat16 array) = x rounded to nearest even,
+    with the active ISA's conversion."""
+    cdef int fmt = _hfmt(out)
+    cdef uint16_t[::1] ov = _u16v(out)
+    cdef Py_ssize_t n = x.shape[0]
+    if ov.shape[0] != n:
+        raise ValueError("out must have the length of x")
+    if n == 0:
+        return
+    with nogil:
+        if fmt == 0:
+            csm_narrow_f16(n, &x[0], &ov[0])
+        else:
+            csm_narrow_bf16(n, &x[0], &ov[0])
 
 
 def exp_kernel(const real[::1] x, real[::1] out):

@@ -98,13 +98,30 @@ _Reduction = Literal["none", "mean", "sum"]
 _KLReduction = Literal["none", "batchmean", "sum", "mean"]
 _TeacherKind = Literal["logits", "log_probs", "probs"]
 _FLOAT_DTYPES = (torch.float32, torch.float64)
+# cross_entropy also takes 16-bit logits: read and written by the kernels as
+# they are (bfloat16 through its 16-bit storage, as ml_dtypes.bfloat16)
+_CE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _MAX_VIEW_HOPS = 64
 
 
 # --------------------------------------------------------------------------- helpers
 
+def _bf16() -> np.dtype[Any]:
+    """NumPy's bfloat16 dtype (ml_dtypes), imported only when a bfloat16 tensor
+    arrives."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError("csoftmax.torch: bfloat16 tensors need the ml_dtypes package "
+                        "(pip install ml_dtypes, or csoftmax[bf16])") from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
 def _as_numpy(t: Tensor) -> np.ndarray[Any, Any]:
-    """Zero-copy NumPy view of a CPU tensor (detached; strides are kept)."""
+    """Zero-copy NumPy view of a CPU tensor (detached; strides are kept); a
+    bfloat16 tensor is viewed through its 16-bit storage as ml_dtypes.bfloat16."""
+    if t.dtype == torch.bfloat16:
+        return t.detach().view(torch.int16).numpy().view(_bf16())
     return t.detach().numpy()
 
 
@@ -235,7 +252,7 @@ def _is_view_node(name: str) -> bool:
 
 # --------------------------------------------------------------------------- autograd
 
-_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 
 
 def _grad_buffer(input: Tensor) -> tuple[np.ndarray[Any, Any], Tensor]:
@@ -245,6 +262,9 @@ def _grad_buffer(input: Tensor) -> tuple[np.ndarray[Any, Any], Tensor]:
         # a NumPy allocation: large ones are backed by transparent huge pages,
         # which makes the kernel's first write to the gradient much cheaper
         # than into a fresh torch.empty buffer (fewer page faults)
+        if input.dtype == torch.bfloat16:
+            gnp = np.empty(tuple(input.shape), dtype=_bf16())
+            return gnp, torch.from_numpy(gnp.view(np.int16)).view(torch.bfloat16)
         gnp = np.empty(tuple(input.shape), dtype=_NP_DTYPES[input.dtype])
         return gnp, torch.from_numpy(gnp)
     # same layout as input (keeps AccumulateGrad's layout contract)
@@ -272,9 +292,14 @@ def _times_upstream(g: Tensor, grad_loss: Tensor, per_sample: bool,
     if per_sample:
         if bool(torch.all(grad_loss == 1)):
             return g
-        return g * (grad_loss if class_dim is None else grad_loss.unsqueeze(class_dim))
+        f = grad_loss if class_dim is None else grad_loss.unsqueeze(class_dim)
+        if g.dtype != f.dtype:           # a 16-bit gradient, a float32 loss: one rounding
+            return (g.to(f.dtype) * f).to(g.dtype)
+        return g * f
     if float(grad_loss) == 1.0:
         return g                         # loss.backward(): nothing to scale
+    if g.dtype != grad_loss.dtype:
+        return (g.to(grad_loss.dtype) * grad_loss).to(g.dtype)
     return g * grad_loss
 
 
@@ -385,9 +410,11 @@ def cross_entropy(
     Parameters
     ----------
     input : Tensor
-        CPU float32 or float64 logits of shape ``(C,)``, ``(N, C)`` or
-        ``(N, C, d1, ...)``: classes on dim 1 (dim 0 for 1-D input).  Any strides;
-        no copy is made.
+        CPU float32, float64, float16 or bfloat16 logits of shape ``(C,)``,
+        ``(N, C)`` or ``(N, C, d1, ...)``: classes on dim 1 (dim 0 for 1-D
+        input).  Any strides; no copy is made.  16-bit logits are computed in
+        float32 with float64 sums; their gradient is of their dtype, the loss
+        float32 (bfloat16 needs the ``ml_dtypes`` package).
     target : Tensor
         Class indices (an integer tensor of ``input``'s shape without the class
         dim) or class probabilities (a float tensor of ``input``'s shape; no
@@ -413,16 +440,16 @@ def cross_entropy(
     -------
     Tensor, or (Tensor, Tensor) with ``return_lse``
         The loss (a 0-d tensor for "mean"/"sum"; per sample for "none"), of
-        ``input``'s dtype, and the lse.
+        ``input``'s dtype (float32 for float16 / bfloat16 input), and the lse.
     """
     if not isinstance(input, Tensor) or not isinstance(target, Tensor):
         raise TypeError("csoftmax.torch.cross_entropy: input and target must be torch.Tensor")
     if input.device.type != "cpu" or target.device.type != "cpu":
         raise ValueError(f"csoftmax.torch.cross_entropy: tensors must be on the CPU "
                          f"(input on {input.device}, target on {target.device})")
-    if input.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"csoftmax.torch.cross_entropy: input must be float32 or float64, "
-                        f"got {input.dtype} (convert with input.float())")
+    if input.dtype not in _CE_DTYPES:
+        raise TypeError(f"csoftmax.torch.cross_entropy: input must be float32, float64, "
+                        f"float16 or bfloat16, got {input.dtype} (convert with input.float())")
     if input.dim() == 0:
         raise ValueError("csoftmax.torch.cross_entropy: input must have at least one "
                          "dimension (the classes)")

@@ -214,6 +214,16 @@ static inline void csm_scratch_free(csm_scratch *s)
 #define CSM_A_VEC (n, x, out)
 #define CSM_P_CAP(T) (ptrdiff_t n, const T *x, double cap, T *out)
 #define CSM_A_CAP (n, x, cap, out)
+/* the half-precision family (kernels_half.h): T is uint16_t, per-row results float */
+#define CSM_P_HLSE(T) (csm_shape sh, const T *x, csm_strides xs, float *lse, csm_strides ls)
+#define CSM_A_HLSE (sh, x, xs, lse, ls)
+#define CSM_P_HLSEB(T) (csm_shape sh, const T *x, csm_strides xs, const T *b, csm_strides bs, \
+                        float *lse, csm_strides ls, float *sign, csm_strides ss)
+#define CSM_A_HLSEB (sh, x, xs, b, bs, lse, ls, sign, ss)
+#define CSM_P_HWIDEN(T) (ptrdiff_t n, const T *x, float *out)
+#define CSM_A_HWIDEN (n, x, out)
+#define CSM_P_HNARROW(T) (ptrdiff_t n, const float *x, T *out)
+#define CSM_A_HNARROW (n, x, out)
 
 #define CSM_KERNELS(X)                                                          \
     X(logsumexp_f32, ROWS, float) X(logsumexp_f64, ROWS, double)                \
@@ -230,7 +240,15 @@ static inline void csm_scratch_free(csm_scratch *s)
     X(xent_grad_merged_f32, MRG, float) X(xent_grad_merged_f64, MRG, double)     \
     X(bce_f32, BCE, float) X(bce_f64, BCE, double)                              \
     X(kl_div_f32, KL, float) X(kl_div_f64, KL, double)                          \
-    X(token_logprobs_f32, TOK, float) X(token_logprobs_f64, TOK, double)
+    X(token_logprobs_f32, TOK, float) X(token_logprobs_f64, TOK, double)          \
+    CSM_HALF_KERNELS(X, f16) CSM_HALF_KERNELS(X, bf16)
+
+/* the half-precision family, per 16-bit format F (f16, bf16): half_<isa>.c */
+#define CSM_HALF_KERNELS(X, F)                                                  \
+    X(logsumexp_##F, HLSE, uint16_t) X(logsumexp_b_##F, HLSEB, uint16_t)        \
+    X(softmax_##F, ROWS, uint16_t) X(log_softmax_##F, ROWS, uint16_t)           \
+    X(xent_labels_##F, XL, uint16_t) X(xent_soft_##F, XS, uint16_t)             \
+    X(widen_##F, HWIDEN, uint16_t) X(narrow_##F, HNARROW, uint16_t)
 
 /*
  * Column geometry (the column family, kernels_cols.h).  A batch whose class

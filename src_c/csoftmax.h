@@ -309,6 +309,48 @@ int csm_token_logprobs_f64(csm_shape sh, const double *x, csm_strides xs,
                            int use_ignore, double *logp, csm_strides ls, double *ent,
                            csm_strides es, csm_error *err);
 
+/*
+ * ---- Half precision (kernels_half.h, compiled in half_<isa>.c) ----
+ * float16 (IEEE binary16, suffix f16) and bfloat16 (suffix bf16) arrays are
+ * passed as their 16-bit patterns (uint16_t) with the strides of csm_strides.
+ * Each function computes exactly what its float32 namesake computes on the
+ * widened values (exact), with the same options, special rows and status
+ * codes; the 16-bit results (softmax, log-softmax, gradient) are the float32
+ * results rounded once to nearest even (NaN stays NaN), the per-row results
+ * are float32 (log-sum-exp, sign) or double (loss, as float32).  class_weight
+ * in csm_xent_opts is float32 here.  Inputs are read and outputs written in
+ * blocks through a per-thread float32 buffer of at most 8192 elements (or one
+ * row), never a float32 copy of the array; y / grad may alias x / z exactly.
+ * A bad label writes nothing; CSM_ERR_NOMEM (a buffer) may leave outputs
+ * partly written.
+ * csm_widen_*: out[i] = the float of x[i] (exact); csm_narrow_*: out[i] =
+ * x[i] rounded to the format (to nearest even, NaN quieted), on the active
+ * ISA path (F16C / AVX2 / AVX-512 or portable C): for the tests and for small
+ * conversions of the front end.
+ */
+#define CSM_HALF_DECLS(F)                                                                    \
+int csm_logsumexp_##F(csm_shape sh, const uint16_t *x, csm_strides xs, float *lse,          \
+                      csm_strides ls);                                                       \
+int csm_logsumexp_b_##F(csm_shape sh, const uint16_t *x, csm_strides xs, const uint16_t *b, \
+                        csm_strides bs, float *lse, csm_strides ls, float *sign,             \
+                        csm_strides ss);                                                     \
+int csm_softmax_##F(csm_shape sh, const uint16_t *x, csm_strides xs, uint16_t *y,           \
+                    csm_strides ys);                                                         \
+int csm_log_softmax_##F(csm_shape sh, const uint16_t *x, csm_strides xs, uint16_t *y,       \
+                        csm_strides ys);                                                     \
+int csm_xent_labels_##F(csm_shape sh, const uint16_t *z, csm_strides zs,                    \
+                        const int64_t *label, csm_strides lbs, const csm_xent_opts *opt,     \
+                        double *loss, csm_strides ls, uint16_t *grad, csm_strides gs,        \
+                        csm_error *err);                                                     \
+int csm_xent_soft_##F(csm_shape sh, const uint16_t *z, csm_strides zs, const uint16_t *t,   \
+                      csm_strides ts, const csm_xent_opts *opt, double *loss,                \
+                      csm_strides ls, uint16_t *grad, csm_strides gs);                       \
+int csm_widen_##F(ptrdiff_t n, const uint16_t *x, float *out);                              \
+int csm_narrow_##F(ptrdiff_t n, const float *x, uint16_t *out);
+CSM_HALF_DECLS(f16)
+CSM_HALF_DECLS(bf16)
+#undef CSM_HALF_DECLS
+
 /* The vector exp the kernels use, exported for the accuracy sweep test:
  * out[i] = exp(x[i]) for i < n, on the active ISA path.  Returns CSM_OK. */
 int csm_exp_f32(ptrdiff_t n, const float *x, float *out);

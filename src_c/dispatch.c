@@ -3,7 +3,7 @@
  *
  * Design
  *   1. CPUID + XGETBV decide the best ISA this CPU and OS support (AVX2 needs
- *      FMA and the YMM state; AVX-512 needs F, DQ, BW, VL and the ZMM and
+ *      FMA, F16C and the YMM state; AVX-512 needs F, DQ, BW, VL and the ZMM and
  *      opmask state).  The environment variable CSOFTMAX_ISA (scalar | avx2 |
  *      avx512) may force a lower one; csm_isa_set() switches later.
  *   2. The public csm_* entry points are generated from the kernel list
@@ -38,7 +38,8 @@ static csm_isa csm_detect(void)
     unsigned int a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return CSM_ISA_SCALAR;
     const int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, avx = (c >> 28) & 1;
-    if (!osxsave || !avx) return CSM_ISA_SCALAR;
+    const int f16c = (c >> 29) & 1;     /* the half-precision family's conversions */
+    if (!osxsave || !avx || !f16c) return CSM_ISA_SCALAR;
     const unsigned long long xcr0 = csm_xgetbv0();
     if ((xcr0 & 0x6) != 0x6) return CSM_ISA_SCALAR;          /* XMM + YMM state */
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return CSM_ISA_SCALAR;

@@ -152,6 +152,16 @@ def result_dtype(dtype):
     raise TypeError(f"no csoftmax result dtype for {dtype}")
 
 
+def row_dtype(dtype):
+    """dtype of csoftmax's per-row results (log-sum-exp, losses) for inputs of
+    ``dtype``: float32 for float16 and bfloat16 (README: half precision), else
+    result_dtype."""
+    dtype = np.dtype(dtype)
+    if dtype.itemsize == 2 and (dtype.char == "e" or dtype.name == "bfloat16"):
+        return np.dtype(np.float32)
+    return result_dtype(dtype)
+
+
 def tolerance(dtype, kind):
     """(rtol, atol) for results of dtype ``dtype`` (the *result* dtype);
     ``kind`` is "reduce" (lse, losses) or "elem" (softmax, grads, ...)."""
@@ -518,7 +528,9 @@ def assert_linear_close(got, x, w, b, t, opts, *, dtype, what, n_chunks=1, acc64
         g = np.asarray(g)
         r = np.asarray(r, np.float64)
         assert g.shape == r.shape, f"{what}: output {k} shape {g.shape} != {r.shape}"
-        assert g.dtype == dtype, f"{what}: output {k} dtype {g.dtype} != {dtype}"
+        # the loss (output 0) and lse are per-row results: float32 for float16 input
+        want = row_dtype(dtype) if k == 0 or (return_lse and k == len(got) - 1) else dtype
+        assert g.dtype == want, f"{what}: output {k} dtype {g.dtype} != {want}"
         g64 = g.astype(np.float64)
         np.testing.assert_array_equal(np.isnan(g64), np.isnan(r),
                                       err_msg=f"{what}: NaN positions, output {k}")

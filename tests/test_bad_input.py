@@ -143,6 +143,13 @@ def result_dtype(dt) -> np.dtype:
     return np.dtype(np.float64)
 
 
+def row_dtype(dt) -> np.dtype:
+    """Documented dtype of per-row results (log-sum-exp, loss): float32 for float16
+    input, else result_dtype."""
+    dt = result_dtype(dt)
+    return np.dtype(np.float32) if dt.itemsize == 2 else dt
+
+
 def _rtol(dt: np.dtype) -> float:
     dt = np.dtype(dt)
     if dt.itemsize <= 2:
@@ -153,12 +160,14 @@ def _rtol(dt: np.dtype) -> float:
 
 
 def assert_matches(got, exp, rdt, scale=0.0, what="result"):
-    """`got` (csoftmax) against `exp` (float64 oracle) for result dtype rdt."""
+    """`got` (csoftmax) against `exp` (float64 oracle) for result dtype rdt (for a
+    tuple result: one dtype for all, or a tuple of one per element)."""
     if isinstance(exp, tuple):
         assert isinstance(got, tuple) and len(got) == len(exp), (
             f"{what}: expected a {len(exp)}-tuple, got {type(got).__name__}")
+        rdts = rdt if isinstance(rdt, tuple) else (rdt,) * len(exp)
         for i, (g, e) in enumerate(zip(got, exp)):
-            assert_matches(g, e, rdt, scale, f"{what}[{i}]")
+            assert_matches(g, e, rdts[i], scale, f"{what}[{i}]")
         return
     assert isinstance(got, (np.ndarray, np.generic)), (
         f"{what}: got {type(got).__name__}, not a NumPy array or scalar")
@@ -199,6 +208,11 @@ def check_same(expect: Same, got, call: Call, pr: Pristine):
         rdt = np.dtype(expect.rdt)
     else:
         rdt = result_dtype(np.asarray(pr.args[0]).dtype)
+        # per-row results (log-sum-exp, loss, lse) are float32 for float16 input
+        if call.fn in (csoftmax.logsumexp, csoftmax.cross_entropy):
+            rdt = tuple(row_dtype(rdt) for _ in got) if isinstance(got, tuple) else row_dtype(rdt)
+        elif call.fn is csoftmax.cross_entropy_with_grad and isinstance(got, tuple):
+            rdt = tuple(rdt if i == 1 else row_dtype(rdt) for i in range(len(got)))
     assert_matches(got, exp, rdt, expect.scale)
     # out= / inplace: the written array is the one returned
     target = call.kwargs.get("out")
@@ -445,9 +459,9 @@ def _ignored_check(ignore_value, reduction="none", **opts):
         rl, rg = ref.cross_entropy_with_grad(z[keep], lab[keep], reduction=reduction)
         rdt = result_dtype(np.asarray(pr.args[0]).dtype)
         if reduction == "none":
-            assert_matches(loss[keep], rl, rdt)
+            assert_matches(loss[keep], rl, row_dtype(rdt))
         else:
-            assert_matches(loss, rl, rdt)
+            assert_matches(loss, rl, row_dtype(rdt))
         if grad is not None:
             assert_matches(grad[keep], rg, rdt)
     return check

@@ -19,7 +19,7 @@ import csoftmax
 from csoftmax_testsupport import (
     LAYOUTS, SCIPY_FACTOR, assert_close, assert_linear_close, check_bce, check_kl,
     check_token_logprobs, empty_like_layout, grad_scale, load_reference, log_softmax_scale,
-    loss_scale, lse_scale, result_dtype, with_layout)
+    loss_scale, lse_scale, result_dtype, row_dtype, with_layout)
 
 ref = load_reference()
 
@@ -124,7 +124,7 @@ def run_logsumexp(x, dtype, rng, out_form, ctx):
             # condition number in lse_scale); checked with return_sign
             b = rng.uniform(-1.0, 1.0, size=x.shape).astype(rdt)
         rshape = reduced_shape(x.shape, axis, keepdims)
-        out = make_out(out_form, rshape, rdt, x)
+        out = make_out(out_form, rshape, row_dtype(dtype), x)
         if isinstance(out, str):
             continue
         return_sign = bform == "signed"
@@ -144,7 +144,7 @@ def run_logsumexp(x, dtype, rng, out_form, ctx):
                 np.asarray(sgn, dtype=float)[ok],
                 np.asarray(esgn)[ok], err_msg="sign " + c)
         check_returned(res, out, c)
-        assert_close(res, exp, func="logsumexp", dtype=rdt, kind="reduce",
+        assert_close(res, exp, func="logsumexp", dtype=row_dtype(dtype), kind="reduce",
                      scale=scale, ctx=c)
         np.testing.assert_array_equal(x, x_before, err_msg="input changed")
         if dtype in ("float32", "float64", "int64") and b is None:
@@ -246,7 +246,7 @@ def check_ce(res_loss, res_grad, logits, target, axis, reduction, rdt, ctx,
             f"floating scalar ({ctx})")
         lscale = loss_scale(n if reduction == "sum" else 1)
     assert_close(res_loss, exp_loss, func=f"{func}[{reduction}] loss",
-                 dtype=rdt, kind="reduce", scale=lscale, ctx=ctx)
+                 dtype=row_dtype(rdt), kind="reduce", scale=lscale, ctx=ctx)
     if res_grad is None:
         return
     p = ref.softmax(logits, axis=ax)

@@ -339,11 +339,12 @@ def test_integer_inputs_promote_to_float64(dtype):
 
 
 def test_float16_computed_in_float32():
-    """float16 in, float16 out; computed in float32 (scipy would compute in
-    float16, with far larger errors)."""
+    """float16 in; the log-sum-exp float32 (float16 with dtype=), softmax float16;
+    computed in float32 (scipy would compute in float16, with far larger errors)."""
     rng = np.random.default_rng(11)
     x = (rng.standard_normal((5, 300)) * 3).astype(np.float16)
-    res = csoftmax.logsumexp(x, axis=1)
+    assert csoftmax.logsumexp(x, axis=1).dtype == np.float32
+    res = csoftmax.logsumexp(x, axis=1, dtype=np.float16)
     assert res.dtype == np.float16
     exp32 = ref.logsumexp(x.astype(np.float32), axis=1).astype(np.float16)
     # the float32 result rounded once to float16: within one float16 ulp
