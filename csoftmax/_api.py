@@ -736,7 +736,7 @@ def _opt_float(v, name, what, lo=None, hi=None, lo_open=False):
 
 def _nonneg_array(v, shape, dtype, name, what):
     arr = np.asarray(v)
-    if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+    if (arr.dtype.kind not in "fiu" or arr.dtype.kind == "b") and not _is_half(arr.dtype):
         raise TypeError(f"{what}: {name} must be a real array, got dtype {arr.dtype}")
     if arr.shape != tuple(shape):
         raise ValueError(f"{what}: {name} has shape {arr.shape}, expected {tuple(shape)}")

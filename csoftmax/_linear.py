@@ -156,7 +156,7 @@ class _LinSpec:
 
 def _float_array(a, name, what):
     arr = np.asarray(a)
-    if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+    if (arr.dtype.kind not in "fiu" or arr.dtype.kind == "b") and not _api._is_half(arr.dtype):
         raise TypeError(f"{what}: {name} must be a real floating or integer array, "
                         f"got dtype {arr.dtype}")
     return arr

@@ -30,8 +30,9 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from . import _core
-from ._api import (_alloc_rows, _dtypes, _finish_grad, _grad_out, _grad_rows, _label_rows,
-                   _labels_int64, _native, _opt_float, _raise_label, _rows3, _rows3_in)
+from ._api import (_alloc_rows, _dtypes, _finish_grad, _grad_out, _grad_rows, _is_half,
+                   _label_rows, _labels_int64, _native, _opt_float, _raise_label, _row_dtype,
+                   _rows3, _rows3_in)
 
 __all__ = [
     "binary_cross_entropy",
@@ -44,7 +45,7 @@ __all__ = [
 
 def _real_array(v, what: str, name: str) -> np.ndarray:
     a = np.asarray(v)
-    if a.dtype.kind not in "fiub":
+    if a.dtype.kind not in "fiub" and not _is_half(a.dtype):
         raise TypeError(f"{what}: {name} must be a real array, got dtype {a.dtype}")
     return a
 
@@ -159,10 +160,11 @@ def _bce(logits, target, weight, pos_weight, reduction, grad_scale, out, inplace
             raise ValueError(f"{name}: target {val} at index {pos} is outside [0, 1]") from None
     if reduction == "none":
         with np.errstate(over="ignore"):
-            res = eloss.reshape(shape).astype(rdt)
+            res = eloss.reshape(shape).astype(_row_dtype(rdt, None, name))
     else:
         total = _core.sum_f64(rowloss.reshape(-1)) if n else 0.0
-        res = _scalar(total if reduction == "sum" else (total / n if n else math.nan), rdt)
+        res = _scalar(total if reduction == "sum" else (total / n if n else math.nan),
+                      _row_dtype(rdt, None, name))
     if not want_grad:
         return res
     if gs_arr is not None:
@@ -316,13 +318,13 @@ def _kl(student_logits, teacher, axis, temperature, teacher_kind, reduction, mas
         _core.kl_div_rows(s3, t3, loss, grad3, T, kind, scale, gs_arr, rm)
     if reduction == "none":
         with np.errstate(over="ignore"):
-            res = loss.reshape(batch_shape).astype(rdt)
+            res = loss.reshape(batch_shape).astype(_row_dtype(rdt, None, name))
     else:
         total = _core.sum_f64(np.ascontiguousarray(loss).reshape(-1)) if nrows else 0.0
         if reduction == "sum":
-            res = _scalar(total, rdt)
+            res = _scalar(total, _row_dtype(rdt, None, name))
         else:
-            res = _scalar(total / denom if denom else math.nan, rdt)
+            res = _scalar(total / denom if denom else math.nan, _row_dtype(rdt, None, name))
     if not want_grad:
         return res
     return res, _finish_grad(g, out, rdt)
@@ -483,7 +485,7 @@ def token_logprobs(logits, labels, *, axis=-1, return_entropy=False, ignore_inde
         except _core.LabelError as e:
             _raise_label(e.row, e.value, batch_shape, c)
     with np.errstate(over="ignore"):
-        lp = logp.reshape(batch_shape).astype(rdt)
+        lp = logp.reshape(batch_shape).astype(_row_dtype(rdt, None, name))
         if not return_entropy:
             return lp
-        return lp, ent.reshape(batch_shape).astype(rdt)
+        return lp, ent.reshape(batch_shape).astype(_row_dtype(rdt, None, name))

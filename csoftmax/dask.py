@@ -257,6 +257,7 @@ def logsumexp(x, axis=-1, keepdims=False, *, split_every=None):
     """
     name = "logsumexp"
     cdt, rdt = _dask_in(x, name)
+    rdt = _api._row_dtype(rdt, None, name)      # float32 for float16 / bfloat16 input
     ax = _axis(axis, x.ndim, name)
     se = _split_every(split_every, name, ax, x.ndim)
     xm = da.moveaxis(x, ax, -1) if ax != x.ndim - 1 else x
@@ -519,14 +520,15 @@ def _xent(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                                  row_starts, nt,
                                  dtype=o.rdt, meta=np.empty((0,) * nd, o.rdt),
                                  token="csoftmax-grad")
+    ldt = _api._row_dtype(o.rdt, None, name)     # the loss: float32 for 16-bit logits
     if reduction == "none":
-        loss = loss_rows.astype(o.rdt)
+        loss = loss_rows.astype(ldt)
     else:
         total = loss_rows.sum(dtype=np.float64)
         if reduction == "mean":
             total = da.blockwise(_safe_div, (), total, (), den, (), dtype=np.float64,
                                  meta=np.empty((), np.float64))
-        loss = total.astype(o.rdt)
+        loss = total.astype(ldt)
     if not want_grad:
         return loss
     return loss, _back(grad, ax, nd)

@@ -319,7 +319,7 @@ int csm_token_logprobs_f64(csm_shape sh, const double *x, csm_strides xs,
  * results rounded once to nearest even (NaN stays NaN), the per-row results
  * are float32 (log-sum-exp, sign) or double (loss, as float32).  class_weight
  * in csm_xent_opts is float32 here.  Inputs are read and outputs written in
- * blocks through a per-thread float32 buffer of at most 8192 elements (or one
+ * blocks through a per-thread float32 buffer of at most 65536 elements (or one
  * row), never a float32 copy of the array; y / grad may alias x / z exactly.
  * A bad label writes nothing; CSM_ERR_NOMEM (a buffer) may leave outputs
  * partly written.

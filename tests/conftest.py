@@ -675,11 +675,12 @@ def check_bce(loss, grad, logits, target, *, weight=None, pos_weight=None,
             logits, target, weight=weight, pos_weight=pos_weight, reduction=reduction,
             grad_scale=grad_scale)
     eloss, egrad = expected
-    _loss_kind_check(loss, shape, rdt, reduction, where)
+    _loss_kind_check(loss, shape, row_dtype(rdt), reduction, where)
     sc = bce_elem_scale(shape, weight, pos_weight)
     n = max(int(np.prod(shape)), 1)
     lscale = {"none": sc, "sum": np.sum(sc), "mean": np.sum(sc) / n}[reduction]
-    assert_close(loss, eloss, func=f"{func}[{reduction}] loss", dtype=rdt, kind="reduce",
+    assert_close(loss, eloss, func=f"{func}[{reduction}] loss", dtype=row_dtype(rdt),
+                 kind="reduce",
                  scale=lscale, ctx=ctx, factor=factor, record=factor == 1.0)
     if grad is None:
         return
@@ -746,7 +747,7 @@ def check_kl(loss, grad, s, teacher, *, axis=-1, temperature=1.0, teacher_kind="
                                         teacher_kind=teacher_kind, reduction=reduction,
                                         mask=mask, grad_scale=grad_scale)
     eloss, egrad = expected
-    _loss_kind_check(loss, row_shape, rdt, reduction, where)
+    _loss_kind_check(loss, row_shape, row_dtype(rdt), reduction, where)
     keep = np.ones(row_shape, bool) if mask is None else np.asarray(mask, bool)
     sc, psum = kl_loss_scale(s, teacher, axis=ax, temperature=temperature,
                              teacher_kind=teacher_kind)
@@ -754,7 +755,8 @@ def check_kl(loss, grad, s, teacher, *, axis=-1, temperature=1.0, teacher_kind="
     counted = int(np.sum(keep))
     den = {"none": 1, "sum": 1, "batchmean": counted, "mean": counted * C}[reduction] or 1
     lscale = sc if reduction == "none" else np.sum(sc) / den
-    assert_close(loss, eloss, func=f"{func}[{reduction}] loss", dtype=rdt, kind="reduce",
+    assert_close(loss, eloss, func=f"{func}[{reduction}] loss", dtype=row_dtype(rdt),
+                 kind="reduce",
                  scale=lscale, ctx=ctx, factor=factor, record=factor == 1.0)
     if grad is None:
         return
@@ -792,7 +794,8 @@ def check_token_logprobs(res, logits, labels, *, axis=-1, return_entropy=False,
         assert isinstance(got, (np.ndarray, np.generic)), (
             f"{name} is {type(got).__name__}" + where)
         assert np.shape(got) == row_shape, f"{name} shape {np.shape(got)} != {row_shape}" + where
-        assert_close(got, exp, func=f"token_logprobs {name}", dtype=rdt, kind="reduce",
+        assert_close(got, exp, func=f"token_logprobs {name}", dtype=row_dtype(rdt),
+                     kind="reduce",
                      scale=loss_scale(1), ctx=ctx, factor=factor, record=factor == 1.0)
 
 

@@ -190,15 +190,20 @@ def test_nd_axis_and_float16():
     assert got.dtype == np.float16 and got.shape == x.shape
     assert_close(got, ref.softmax(x, axis=1), func="dask.softmax", dtype=np.float16,
                  kind="elem")
-    lse = cd.logsumexp(X, axis=1, keepdims=True).compute(scheduler="threads")
-    assert lse.shape == (6, 1, 5)
-    assert_close(lse, ref.logsumexp(x, axis=1, keepdims=True), func="dask.logsumexp",
-                 dtype=np.float16, kind="reduce")
-    lab = rng.integers(0, 40, (6, 5))
-    L = da.from_array(lab, chunks=(4, 3))
-    loss = cd.cross_entropy(X, L, axis=1).compute(scheduler="threads")
-    assert_close(loss, ref.cross_entropy(x, lab, axis=1), func="dask.cross_entropy",
-                 dtype=np.float16, kind="reduce")
+    # the log-sum-exp and the loss come back as float32 (README: half precision),
+    # split classes or not
+    for Xc in (X, da.from_array(x, chunks=(4, 40, 3))):
+        lse = cd.logsumexp(Xc, axis=1, keepdims=True).compute(scheduler="threads")
+        assert lse.shape == (6, 1, 5) and lse.dtype == np.float32
+        assert_close(lse, ref.logsumexp(x, axis=1, keepdims=True), func="dask.logsumexp",
+                     dtype=np.float32, kind="reduce")
+        lab = rng.integers(0, 40, (6, 5))
+        L = da.from_array(lab, chunks=(4, 3))
+        for red in ("mean", "none"):
+            loss = cd.cross_entropy(Xc, L, axis=1, reduction=red).compute(scheduler="threads")
+            assert loss.dtype == np.float32
+            assert_close(loss, ref.cross_entropy(x, lab, axis=1, reduction=red),
+                         func="dask.cross_entropy", dtype=np.float32, kind="reduce")
 
 
 def test_one_dimensional_split_and_split_every_dict():

@@ -411,7 +411,7 @@ def test_wrong_out_dtype_and_bad_dtype_keyword(hdt):
 def test_no_float32_copy_of_the_logits(hdt):
     """The 16-bit logits are neither copied to float32 nor the gradient made in
     float32: NumPy's allocations during the call stay far below one float32
-    copy (the kernels' staging buffers are 32 KB per thread)."""
+    copy (the kernels' staging buffers, 256 KB per thread, are malloc'ed in C)."""
     rng = np.random.default_rng(0)
     z = _rand(rng, (2048, 1000), hdt)
     t = rng.integers(0, 1000, 2048)

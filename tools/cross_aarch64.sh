@@ -27,7 +27,7 @@ command -v "$QEMU" >/dev/null || { echo "$QEMU not found (apt-get install qemu-u
 FLAGS=(-O3 -std=c11 -ffp-contract=off -fno-trapping-math -fopenmp -Wall -Wextra -Werror
        -Wno-psabi -I"$REPO/src_c")
 SRCS=(dispatch kernels_scalar kernels_avx2 kernels_avx512 partial_scalar partial_avx2 partial_avx512 losses_scalar losses_avx2 losses_avx512
-      partial_merge seam_avx512)
+      half_scalar half_avx2 half_avx512 partial_merge seam_avx512)
 echo "== $("$CC" --version | head -1)"
 pids=()
 for f in "${SRCS[@]}"; do

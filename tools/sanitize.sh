@@ -180,7 +180,7 @@ plain_isa() {   # isa: 0 if its kernel files are compiled without the sanitizers
 }
 PLAIN=""
 for isa in scalar avx2 avx512; do
-    plain_isa "$isa" && PLAIN="$PLAIN kernels_$isa.c losses_$isa.c partial_$isa.c"
+    plain_isa "$isa" && PLAIN="$PLAIN kernels_$isa.c losses_$isa.c partial_$isa.c half_$isa.c"
 done
 PLAIN=$(printf '%s\n' $PLAIN | sort | tr '\n' ' ' | sed 's/ *$//')
 (cd "$WORK/src" && CSOFTMAX_BUILD_JOBS="$JOBS" CSOFTMAX_PLAIN_SOURCES="$PLAIN" \
