@@ -666,10 +666,11 @@ def bench_main(argv: list[str]) -> int:
         payload["layouts"] = run_layouts(dtypes=dtypes, threads=threads,
                                          reps=a.reps or 11, cold=not a.warm, out=out)
     if a.half:
-        from csoftmax._bench_half import SMOKE_SHAPES, run_half
-        payload["half"] = run_half(shapes=SMOKE_SHAPES if a.smoke else shapes,
-                                   threads=threads, reps=1 if a.smoke else (a.reps or 11),
-                                   cold=not (a.warm or a.smoke), out=out)
+        from csoftmax._bench_half import run_half
+        payload["half"] = run_half(shapes=shapes, threads=threads,
+                                   reps=1 if a.smoke else (a.reps or 11),
+                                   cold=not (a.warm or a.smoke), out=out, smoke=a.smoke)
+        payload["cold"] = not (a.warm or a.smoke)
     elif a.losses:
         from csoftmax._bench_losses import run_from_args
         payload["losses"] = run_from_args(a, out)

@@ -48,8 +48,10 @@ def _torch_bf16(torch: Any, zs: list[np.ndarray], lab: np.ndarray):
 
 
 def run_half(shapes=None, threads=(1,), reps: int = 11, cold: bool = True,
-             out=sys.stdout) -> list[dict]:
-    shapes = shapes or HALF_SHAPES
+             out=sys.stdout, smoke: bool = False) -> dict[str, list]:
+    """The table per shape and the targets; returns {"rows": timings, "targets":
+    verdicts} (``smoke``: tiny shapes, nothing judged)."""
+    shapes = shapes or (SMOKE_SHAPES if smoke else HALF_SHAPES)
     torch = _torch()
     bf16 = _bf16()
     dts = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16), "bfloat16": bf16}
@@ -59,7 +61,9 @@ def run_half(shapes=None, threads=(1,), reps: int = 11, cold: bool = True,
     print(f"csoftmax {csoftmax.__version__}  isa={cfg['isa']}  cold={cold}  reps={reps}",
           file=out)
     print(f"cpu: {_cpu_name()}; {_cpu_isas()}", file=out)
-    verdicts: list[str] = []
+    if smoke:
+        print("SMOKE run: tiny shapes, one round, warm data -- nothing is judged", file=out)
+    verdicts: list[dict] = []
     for nthr in threads:
         with _limit_threads(nthr, torch):
             for (n, c) in shapes:
@@ -84,11 +88,13 @@ def run_half(shapes=None, threads=(1,), reps: int = 11, cold: bool = True,
                 verdicts += _print_block(n, c, nthr, cfg["isa"], t, out)
     print("\ntargets (issue 14):", file=out)
     for v in verdicts:
-        print("  " + v, file=out)
-    return rows
+        v["judged"] = not smoke
+        mark = ("PASS" if v["pass"] else "MISS") if not smoke else "(smoke)"
+        print(f"  {mark:7s} {v['text']}", file=out)
+    return {"rows": rows, "targets": verdicts}
 
 
-def _print_block(n: int, c: int, nthr: int, isa: str, t: dict, out) -> list[str]:
+def _print_block(n: int, c: int, nthr: int, isa: str, t: dict, out) -> list[dict]:
     print(f"\n{n}x{c} threads={nthr} isa={isa}", file=out)
     print(f"  {'function':28s} {'float32 ms':>10s} {'float16 ms (x f32)':>19s} "
           f"{'bfloat16 ms (x f32)':>20s}", file=out)
@@ -102,16 +108,48 @@ def _print_block(n: int, c: int, nthr: int, isa: str, t: dict, out) -> list[str]
             ms = t[(op, name)]
             r = ms / f32
             cells.append(f"{ms:9.3f} ({r:5.2f}x)")
-            ok = "PASS" if r <= lim else "MISS"
-            verdicts.append(f"{ok}  {label:29s} {name:8s} {n}x{c} thr={nthr}: "
-                            f"{r:.2f}x the float32 time (target <= {lim}x)")
+            verdicts.append({"shape": [n, c], "threads": nthr, "function": label,
+                             "dtype": name, "ratio": r, "limit": lim, "pass": r <= lim,
+                             "text": f"{label:29s} {name:8s} {n}x{c} thr={nthr}: "
+                                     f"{r:.2f}x the float32 time (target <= {lim}x)"})
         print(f"  {label:28s} {f32:10.3f} {cells[0]:>19s} {cells[1]:>20s}", file=out)
     if ("torch", "bfloat16") in t:
         tt, cs = t[("torch", "bfloat16")], t[("xent", "bfloat16")]
         print(f"  torch bf16 F.cross_entropy fwd+bwd {tt:.3f} ms = {tt / cs:.2f}x csoftmax's "
               f"bfloat16 time", file=out)
         if (n, c) in TORCH_TARGETS:
-            ok = "PASS" if tt / cs >= 3.0 else "MISS"
-            verdicts.append(f"{ok}  torch bf16 fwd+bwd / csoftmax bf16    {n}x{c} thr={nthr}: "
-                            f"{tt / cs:.2f}x (target >= 3x)")
+            verdicts.append({"shape": [n, c], "threads": nthr, "function": "torch bf16",
+                             "dtype": "bfloat16", "ratio": tt / cs, "limit": 3.0,
+                             "pass": tt / cs >= 3.0,
+                             "text": f"torch bf16 fwd+bwd / csoftmax bf16  {n}x{c} "
+                                     f"thr={nthr}: {tt / cs:.2f}x (target >= 3x)"})
     return verdicts
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="bench_half", description=__doc__.split("\n")[0])
+    p.add_argument("--shapes", default=None, help="NxC list (default: %s)" % ",".join(
+        f"{n}x{c}" for n, c in HALF_SHAPES))
+    p.add_argument("--threads", default="1", help="comma-separated thread counts")
+    p.add_argument("--reps", type=int, default=None, help="timed rounds (default 11)")
+    p.add_argument("--warm", action="store_true", help="no rotation of input copies")
+    p.add_argument("--smoke", action="store_true", help="tiny shapes, one round (a test runs it)")
+    p.add_argument("--json", default=None, help="write the raw rows and targets here")
+    a = p.parse_args(argv)
+    shapes = None
+    if a.shapes:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes.split(",")]
+    from csoftmax._bench import _config, _write_json
+    res = run_half(shapes=shapes, threads=tuple(int(t) for t in a.threads.split(",")),
+                   reps=1 if a.smoke else (a.reps or 11), cold=not (a.warm or a.smoke),
+                   smoke=a.smoke)
+    if a.json:
+        _write_json(a.json, {"config": _config(), "cold": not (a.warm or a.smoke),
+                             "half": res})
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))
