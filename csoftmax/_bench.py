@@ -653,6 +653,9 @@ def bench_main(argv: list[str]) -> int:
     if (a.smoke and not (a.losses or a.half)) or (a.bce_shapes and not a.losses):
         p.error("--smoke goes with --losses or --half, --bce-shapes with --losses")
     dtypes = tuple((a.dtypes or "float32,float64").split(","))
+    if any(d in ("float16", "bfloat16") for d in dtypes) and not a.half:
+        p.error("--dtypes: float16 and bfloat16 have their own table, --half "
+                "(against float32 and PyTorch's bfloat16)")
     if a.plot:
         _import_matplotlib()        # fail now, not after the sweep
     out = sys.stderr if a.json == "-" else sys.stdout

@@ -175,7 +175,8 @@ static inline void csm_scratch_free(csm_scratch *s)
  * kernel is one line here plus its declaration in csoftmax.h.
  *
  * Per KIND: CSM_P_<KIND>(T) the parameter list, CSM_A_<KIND> the argument
- * names in order.  Every kernel returns a csm_status.
+ * names in order (and, for a new KIND, its fields CSM_F_<KIND> / CSM_U_<KIND> in
+ * seam_avx512.c).  Every kernel returns a csm_status.
  */
 #define CSM_P_ROWS(T) (csm_shape sh, const T *x, csm_strides xs, T *y, csm_strides ys)
 #define CSM_A_ROWS (sh, x, xs, y, ys)

@@ -1,11 +1,5 @@
-/* Baseline build of the half-precision family (kernels_half.h): the portable
- * conversions of csm_half.h around the baseline float32 kernels. */
-#include "csm_internal.h"
-
-#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
-#  define CSM_X86 1
-#else
-#  define CSM_X86 0
-#endif
-#define CSM_ISA scalar
-#include "kernels_half.h"
+/* The half-precision family (kernels_half.h: the portable conversions of csm_half.h
+ * around the baseline float32 kernels) for the same ISA as kernels_scalar.c: that file
+ * again with CSM_FAMILY_HALF, as a translation unit of its own. */
+#define CSM_FAMILY_HALF 1
+#include "kernels_scalar.c"

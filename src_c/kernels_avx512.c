@@ -5,10 +5,10 @@
 #if defined(CSM_HAVE_X86_DISPATCH)
 #  include <immintrin.h>
 #  if defined(__clang__)
-#    pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), apply_to = function)
+#    pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c"))), apply_to = function)
 #  else
 #    pragma GCC push_options
-#    pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+#    pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c")
 #  endif
 
 #define CSM_VB 64
@@ -26,6 +26,8 @@
 typedef int csm_partial_avx512_unused;
 #  elif defined(CSM_FAMILY_LOSSES)
 typedef int csm_losses_avx512_unused;
+#  elif defined(CSM_FAMILY_HALF)
+typedef int csm_half_avx512_unused;
 #  else
 typedef int csm_avx512_unused;
 #  endif

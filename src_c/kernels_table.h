@@ -3,7 +3,12 @@
  * each kernels_<isa>.c inside its target region, and by each partial_<isa>.c
  * with CSM_FAMILY_PARTIAL, and each losses_<isa>.c with CSM_FAMILY_LOSSES
  * (that family's kernels only, no table: the table
- * of kernels_<isa>.c names them through the declarations below). */
+ * of kernels_<isa>.c names them through the declarations below); each
+ * half_<isa>.c (CSM_FAMILY_HALF) gets kernels_half.h alone, which runs the
+ * float32 kernels of its ISA and needs none of the per-dtype expansion. */
+#if defined(CSM_FAMILY_HALF)
+#  include "kernels_half.h"
+#else
 #include "csm_vec.h"
 #include "csm_exp.h"
 
@@ -30,3 +35,4 @@ const csm_table CSM_TBL(CSM_ISA) = {
     CSM_KERNELS(CSM_TBL_INIT_)
 };
 #endif
+#endif  /* CSM_FAMILY_HALF */

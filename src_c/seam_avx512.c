@@ -55,6 +55,15 @@
 #define CSM_U_VEC (a->n, a->x, a->out)
 #define CSM_F_CAP(T) ptrdiff_t n; const T *x; double cap; T *out;
 #define CSM_U_CAP (a->n, a->x, a->cap, a->out)
+#define CSM_F_HLSE(T) csm_shape sh; const T *x; csm_strides xs; float *lse; csm_strides ls;
+#define CSM_U_HLSE (a->sh, a->x, a->xs, a->lse, a->ls)
+#define CSM_F_HLSEB(T) csm_shape sh; const T *x; csm_strides xs; const T *b; csm_strides bs; \
+                       float *lse; csm_strides ls; float *sign; csm_strides ss;
+#define CSM_U_HLSEB (a->sh, a->x, a->xs, a->b, a->bs, a->lse, a->ls, a->sign, a->ss)
+#define CSM_F_HWIDEN(T) ptrdiff_t n; const T *x; float *out;
+#define CSM_U_HWIDEN (a->n, a->x, a->out)
+#define CSM_F_HNARROW(T) ptrdiff_t n; const float *x; T *out;
+#define CSM_U_HNARROW (a->n, a->x, a->out)
 
 #define CSM_ID_(...) __VA_ARGS__
 #define CSM_XP_(x) x

@@ -825,6 +825,25 @@ def isa(isa_config):
     return isa_config["isa"]
 
 
+def _available_isas():
+    try:
+        from csoftmax import _core
+        return _core.isa_available()
+    except ImportError:          # (the package check reports it)
+        return ["scalar"]
+
+
+@pytest.fixture(params=_available_isas())
+def each_isa(request):
+    """Every ISA path of this build (the emulated AVX-512 one included under
+    tools/avx512_emu.sh), switched in-process for one test, then restored."""
+    from csoftmax import _core
+    before = _core.isa_active()
+    _core.isa_set(request.param)
+    yield request.param
+    _core.isa_set(before)
+
+
 def pytest_report_header(config):
     cfg = _show_config()
     lines = [f"csoftmax ISA: {cfg.get('isa')} (available: "

@@ -7,15 +7,9 @@ import pytest
 
 from csoftmax import _core
 
-ISAS = _core.isa_available()
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    before = _core.isa_active()
-    _core.isa_set(request.param)
-    yield request.param
-    _core.isa_set(before)
+@pytest.fixture
+def isa(each_isa):
+    return each_isa            # every ISA path (tests/conftest.py)
 
 
 def _ulp_err_f32(x):

@@ -33,15 +33,9 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 F16 = np.dtype(np.float16)
 HALF = (F16, BF16)
 IDS = ("float16", "bfloat16")
-ISAS = _core.isa_available()
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    before = _core.isa_active()
-    _core.isa_set(request.param)
-    yield request.param
-    _core.isa_set(before)
+@pytest.fixture
+def isa(each_isa):
+    return each_isa            # every ISA path (tests/conftest.py)
 
 
 @pytest.fixture(params=HALF, ids=IDS)
