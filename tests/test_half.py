@@ -17,6 +17,7 @@ bfloat16 casts on all 65536 patterns (widening) and on a sweep of float32 values
 """
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 
 import numpy as np
@@ -426,7 +427,8 @@ def test_ml_dtypes_not_imported():
             "csoftmax.softmax(np.zeros((2, 3), np.float16), axis=1)\n"
             "csoftmax.cross_entropy(np.zeros((2, 3), np.float16), np.array([0, 1]))\n"
             "assert 'ml_dtypes' not in sys.modules, 'ml_dtypes imported'\n")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # (from another directory: the source tree must not shadow the installed package)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tempfile.gettempdir())
 
 
 # ---------------------------------------------------------------- csoftmax.torch
