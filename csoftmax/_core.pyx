@@ -132,10 +132,11 @@ def softmax_rows(const real[:, :, :] x,    # IN  (n0, n1, c)
 
 
 cdef int _fill_opts(csm_xent_opts *opt, double grad_scale, object row_scale,
-                    object row_gscale, object class_weight, double wsum, double eps,
+                    object row_gscale, const void *cw, Py_ssize_t ncw, double wsum, double eps,
                     double alpha, double softcap, object lse_out, Py_ssize_t nrows,
                     Py_ssize_t c) except -1:
-    """Options struct from Python objects; arrays must be C-contiguous and sized."""
+    """Options struct from Python objects; arrays must be C-contiguous and sized.
+    cw: the ncw class weights (of the kernel's weight dtype), or NULL."""
     cdef const double[::1] rs
     cdef const double[::1] rg
     cdef double[::1] lo
@@ -145,6 +146,10 @@ cdef int _fill_opts(csm_xent_opts *opt, double grad_scale, object row_scale,
     opt.row_scale = NULL
     opt.row_gscale = NULL
     opt.class_weight = NULL
+    if cw != NULL:
+        if ncw != c:
+            raise ValueError("class_weight has the wrong length")
+        opt.class_weight = cw
     opt.class_weight_sum = wsum
     opt.label_smoothing = eps
     opt.z_loss = alpha
@@ -192,14 +197,12 @@ def xent_labels_rows(const real[:, :, :] z,        # IN  (n0, n1, c) logits
     cdef csm_error err
     cdef real *gp = NULL
     cdef int st
-    _fill_opts(&opt, grad_scale, row_scale, row_gscale, class_weight, wsum, label_smoothing,
+    _fill_opts(&opt, grad_scale, row_scale, row_gscale,
+               NULL if class_weight is None else &class_weight[0],
+               0 if class_weight is None else class_weight.shape[0], wsum, label_smoothing,
                z_loss, softcap, lse_out, sh.n0 * sh.n1, sh.c)
     opt.ignore_index = ignore_index
     opt.use_ignore = use_ignore
-    if class_weight is not None:
-        if class_weight.shape[0] != sh.c:
-            raise ValueError("class_weight has the wrong length")
-        opt.class_weight = &class_weight[0]
     err.row = -1
     err.value = 0
     gs.s0 = gs.s1 = gs.sc = 0
@@ -224,14 +227,12 @@ cdef int _slice_opts(csm_xent_opts *opt, const int64_t[:, :] label, Py_ssize_t c
                      int64_t label_offset, int64_t ignore_index, bint use_ignore,
                      const real[::1] class_weight, double label_smoothing,
                      double softcap) except -1:
-    _fill_opts(opt, 1.0, None, None, None, 0.0, label_smoothing, 0.0, softcap, None, 0, c)
+    _fill_opts(opt, 1.0, None, None, NULL if class_weight is None else &class_weight[0],
+               0 if class_weight is None else class_weight.shape[0], 0.0, label_smoothing,
+               0.0, softcap, None, 0, c)
     opt.label_offset = label_offset
     opt.ignore_index = ignore_index
     opt.use_ignore = use_ignore
-    if class_weight is not None:
-        if class_weight.shape[0] != c:
-            raise ValueError("class_weight has the wrong length")
-        opt.class_weight = &class_weight[0]
     return 0
 
 
@@ -390,12 +391,10 @@ def xent_soft_rows(const real[:, :, :] z,     # IN  (n0, n1, c) logits
     cdef csm_xent_opts opt
     cdef real *gp = NULL
     cdef int st
-    _fill_opts(&opt, grad_scale, row_scale, row_gscale, class_weight, wsum, label_smoothing,
+    _fill_opts(&opt, grad_scale, row_scale, row_gscale,
+               NULL if class_weight is None else &class_weight[0],
+               0 if class_weight is None else class_weight.shape[0], wsum, label_smoothing,
                z_loss, softcap, lse_out, sh.n0 * sh.n1, sh.c)
-    if class_weight is not None:
-        if class_weight.shape[0] != sh.c:
-            raise ValueError("class_weight has the wrong length")
-        opt.class_weight = &class_weight[0]
     gs.s0 = gs.s1 = gs.sc = 0
     if grad is not None:
         gs = _st3(grad.strides, sizeof(real))
@@ -674,14 +673,12 @@ def xent_labels_rows_h(z,                          # IN  (n0, n1, c) float16 / b
     cdef csm_error err
     cdef uint16_t *gp = NULL
     cdef int st
-    _fill_opts(&opt, grad_scale, row_scale, row_gscale, None, wsum, label_smoothing,
+    _fill_opts(&opt, grad_scale, row_scale, row_gscale,
+               NULL if class_weight is None else &class_weight[0],
+               0 if class_weight is None else class_weight.shape[0], wsum, label_smoothing,
                z_loss, softcap, lse_out, sh.n0 * sh.n1, sh.c)
     opt.ignore_index = ignore_index
     opt.use_ignore = use_ignore
-    if class_weight is not None:
-        if class_weight.shape[0] != sh.c:
-            raise ValueError("class_weight has the wrong length")
-        opt.class_weight = &class_weight[0]
     err.row = -1
     err.value = 0
     gs.s0 = gs.s1 = gs.sc = 0
@@ -729,12 +726,10 @@ def xent_soft_rows_h(z,                       # IN  (n0, n1, c) float16 / bfloat
     cdef csm_xent_opts opt
     cdef uint16_t *gp = NULL
     cdef int st
-    _fill_opts(&opt, grad_scale, row_scale, row_gscale, None, wsum, label_smoothing,
+    _fill_opts(&opt, grad_scale, row_scale, row_gscale,
+               NULL if class_weight is None else &class_weight[0],
+               0 if class_weight is None else class_weight.shape[0], wsum, label_smoothing,
                z_loss, softcap, lse_out, sh.n0 * sh.n1, sh.c)
-    if class_weight is not None:
-        if class_weight.shape[0] != sh.c:
-            raise ValueError("class_weight has the wrong length")
-        opt.class_weight = &class_weight[0]
     gs.s0 = gs.s1 = gs.sc = 0
     if grad is not None:
         if _hfmt(grad) != fmt:
@@ -1125,7 +1120,7 @@ def xent_try(logits, target, axis, weight, sample_weight, ignore_index, reductio
             else:
                 gs.s0 = gs.s1 = gs.sc = 0
             _fill_opts(&opt, gscale * (1.0 / den if den != 0.0 else _np.nan) if mean else gscale,
-                       None, None, None, <double>c, 0.0, 0.0, 0.0, None, n, c)
+                       None, None, NULL, 0, <double>c, 0.0, 0.0, 0.0, None, n, c)
             opt.ignore_index = -100
             opt.use_ignore = 1
             sh.n0 = n; sh.n1 = 1; sh.c = c
