@@ -87,6 +87,7 @@ def _bce(logits, target, weight, pos_weight, reduction, grad_scale, out, inplace
     z_in = logits
     z = np.asarray(logits)
     cdt, rdt = _dtypes(z.dtype, name)
+    ldt = _row_dtype(rdt, None, name)     # the loss: float32 for 16-bit input
     t = _real_array(target, name, "target")
     if t.shape != z.shape:
         raise ValueError(f"{name}: target has shape {t.shape}, expected the logits' shape "
@@ -160,11 +161,10 @@ def _bce(logits, target, weight, pos_weight, reduction, grad_scale, out, inplace
             raise ValueError(f"{name}: target {val} at index {pos} is outside [0, 1]") from None
     if reduction == "none":
         with np.errstate(over="ignore"):
-            res = eloss.reshape(shape).astype(_row_dtype(rdt, None, name))
+            res = eloss.reshape(shape).astype(ldt)
     else:
         total = _core.sum_f64(rowloss.reshape(-1)) if n else 0.0
-        res = _scalar(total if reduction == "sum" else (total / n if n else math.nan),
-                      _row_dtype(rdt, None, name))
+        res = _scalar(total if reduction == "sum" else (total / n if n else math.nan), ldt)
     if not want_grad:
         return res
     if gs_arr is not None:
@@ -260,6 +260,7 @@ def _kl(student_logits, teacher, axis, temperature, teacher_kind, reduction, mas
                          f"got {teacher_kind!r}")
     s = np.asarray(student_logits)
     cdt, rdt = _dtypes(s.dtype, name)
+    ldt = _row_dtype(rdt, None, name)     # the loss: float32 for 16-bit input
     if s.ndim == 0:
         raise ValueError(f"{name}: the student logits need at least one dimension (the classes)")
     t = _real_array(teacher, name, "teacher")
@@ -318,13 +319,13 @@ def _kl(student_logits, teacher, axis, temperature, teacher_kind, reduction, mas
         _core.kl_div_rows(s3, t3, loss, grad3, T, kind, scale, gs_arr, rm)
     if reduction == "none":
         with np.errstate(over="ignore"):
-            res = loss.reshape(batch_shape).astype(_row_dtype(rdt, None, name))
+            res = loss.reshape(batch_shape).astype(ldt)
     else:
         total = _core.sum_f64(np.ascontiguousarray(loss).reshape(-1)) if nrows else 0.0
         if reduction == "sum":
-            res = _scalar(total, _row_dtype(rdt, None, name))
+            res = _scalar(total, ldt)
         else:
-            res = _scalar(total / denom if denom else math.nan, _row_dtype(rdt, None, name))
+            res = _scalar(total / denom if denom else math.nan, ldt)
     if not want_grad:
         return res
     return res, _finish_grad(g, out, rdt)
@@ -454,6 +455,7 @@ def token_logprobs(logits, labels, *, axis=-1, return_entropy=False, ignore_inde
     name = "token_logprobs"
     z = np.asarray(logits)
     cdt, rdt = _dtypes(z.dtype, name)
+    ldt = _row_dtype(rdt, None, name)     # the loss: float32 for 16-bit input
     if z.ndim == 0:
         raise ValueError(f"{name}: logits need at least one dimension (the classes)")
     ax = normalize_axis_index(operator.index(axis), z.ndim)
@@ -485,7 +487,7 @@ def token_logprobs(logits, labels, *, axis=-1, return_entropy=False, ignore_inde
         except _core.LabelError as e:
             _raise_label(e.row, e.value, batch_shape, c)
     with np.errstate(over="ignore"):
-        lp = logp.reshape(batch_shape).astype(_row_dtype(rdt, None, name))
+        lp = logp.reshape(batch_shape).astype(ldt)
         if not return_entropy:
             return lp
-        return lp, ent.reshape(batch_shape).astype(_row_dtype(rdt, None, name))
+        return lp, ent.reshape(batch_shape).astype(ldt)
